@@ -1,0 +1,3 @@
+from app.api.routes import bp
+
+__all__ = ["bp"]

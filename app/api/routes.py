@@ -1,0 +1,137 @@
+"""The API blueprint: /send-sms, /messages, /health."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, g, jsonify, request
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from app import sending
+from app.api import history
+from app.api.auth import rate_limit_key, require_api_key
+from app.api.schemas import idempotency_key, json_object, parse_send
+from app.errors import Problem, validation_problem
+from app.extensions import limiter, reading, settings
+from app.sms import InvalidNumber, normalize_number
+from app.status import ORDER
+from app.store import messages as store
+
+bp = Blueprint("api", __name__)
+
+
+def _send_limit() -> str:
+    return settings().send_sms_rate_limit
+
+
+@bp.post("/send-sms")
+@limiter.limit(_send_limit, key_func=rate_limit_key)
+def send_sms():
+    require_api_key()
+    key = idempotency_key(request)
+    body = json_object(request)
+    send_request = parse_send(body, settings().sms_max_length)
+    result = sending.send(
+        send_request,
+        owner=g.api_key_id,
+        idempotency_key=key,
+        body_hash=sending.request_hash(body),
+        throttle=current_app.extensions["throttle"],
+    )
+    return jsonify(result.body), result.status
+
+
+@bp.get("/messages")
+def list_messages():
+    require_api_key()
+    filters, limit, after = _history_query(request.args)
+    with reading() as connection:
+        rows = store.list_messages(connection, filters, limit + 1, after)
+    next_cursor = history.encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return jsonify(
+        messages=[history.message_json(row) for row in rows[:limit]], next_cursor=next_cursor
+    )
+
+
+@bp.get("/messages/<identifier>")
+def get_message(identifier: str):
+    require_api_key()
+    if len(identifier) > 64:
+        raise Problem(404, "Not Found", detail="no message with that id")
+    with reading() as connection:
+        row = store.find_message(connection, identifier)
+        uuid = row["message_uuid"] if row else identifier
+        events = store.events_for(connection, uuid) if uuid else []
+    if row is None and not events:
+        raise Problem(404, "Not Found", detail="no message with that id")
+    message = history.message_json(row) if row else _known_only_by_events(uuid, events)
+    message["events"] = [history.event_json(event) for event in events]
+    return jsonify(message)
+
+
+def _known_only_by_events(message_uuid: str, events: list[dict]) -> dict:
+    """A message seen only through status webhooks: what the events tell of it."""
+    latest = max(events, key=lambda event: ORDER.get(event["status"], -1))
+    return {
+        "id": None,
+        "message_uuid": message_uuid,
+        "direction": "outbound",
+        "from": None,
+        "to": None,
+        "text": None,
+        "status": latest["status"],
+        "segments": latest["segments"],
+        "encoding": None,
+        "client_ref": None,
+        "error": latest["error"],
+        "created_at": history.iso(events[0]["received_at"]),
+        "updated_at": history.iso(events[-1]["received_at"]),
+    }
+
+
+def _history_query(args):
+    errors = []
+    allowed = {"direction", "number", "status", "limit", "cursor"}
+    for name in sorted(set(args) - allowed):
+        errors.append({"field": name, "message": "is not a known filter"})
+    direction = args.get("direction")
+    if direction is not None and direction not in history.DIRECTIONS:
+        errors.append({"field": "direction", "message": "must be inbound or outbound"})
+    status = args.get("status")
+    if status is not None and status not in ORDER and status != "received":
+        errors.append({"field": "status", "message": "is not a known status"})
+    number = args.get("number")
+    if number is not None:
+        try:
+            # A "+" in a query string arrives as a space.
+            number = normalize_number(number.strip())
+        except InvalidNumber as error:
+            errors.append({"field": "number", "message": str(error)})
+    limit = history.DEFAULT_LIMIT
+    raw_limit = args.get("limit")
+    if raw_limit is not None:
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= history.MAX_LIMIT:
+            errors.append(
+                {"field": "limit", "message": f"must be a whole number from 1 to {history.MAX_LIMIT}"}
+            )
+        else:
+            limit = int(raw_limit)
+    if errors:
+        raise validation_problem(errors)
+    cursor = args.get("cursor")
+    after = history.decode_cursor(cursor) if cursor else None
+    return store.MessageFilter(direction, number, status), limit, after
+
+
+@bp.get("/health")
+def health():
+    return jsonify(status="ok")
+
+
+@bp.get("/health/ready")
+def ready():
+    try:
+        with reading() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        raise Problem(503, "Service Unavailable", detail="the database does not answer") from None
+    return jsonify(status="ok", database="ok")

@@ -1,0 +1,92 @@
+"""Parsing and validation of API input into plain values, or a Problem."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Request
+
+from app.errors import Problem, validation_problem
+from app.sms import InvalidNumber, Segmentation, clean_text, normalize_number, segment
+
+MAX_CLIENT_REF = 100
+MAX_IDEMPOTENCY_KEY = 255
+SEND_FIELDS = frozenset({"to", "text", "client_ref"})
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    to: str
+    text: str
+    client_ref: str | None
+    segmentation: Segmentation
+
+
+def json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object: 415 if not JSON, 400 if not an object."""
+    if not request.is_json:
+        raise Problem(415, "Unsupported Media Type", detail="send Content-Type: application/json")
+    raw = request.get_data(cache=True)
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise Problem(400, "Bad Request", detail="the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise Problem(400, "Bad Request", detail="the body must be a JSON object")
+    return body
+
+
+def parse_send(body: dict[str, Any], max_length: int) -> SendRequest:
+    errors: list[dict[str, str]] = []
+    for name in sorted(set(body) - SEND_FIELDS):
+        errors.append({"field": name, "message": "is not a known field"})
+
+    to = body.get("to")
+    number = None
+    if to is None:
+        errors.append({"field": "to", "message": "is required"})
+    elif not isinstance(to, str):
+        errors.append({"field": "to", "message": "must be a string"})
+    else:
+        try:
+            number = normalize_number(to)
+        except InvalidNumber as error:
+            errors.append({"field": "to", "message": str(error)})
+
+    raw_text = body.get("text")
+    text = None
+    if raw_text is None:
+        errors.append({"field": "text", "message": "is required"})
+    elif not isinstance(raw_text, str):
+        errors.append({"field": "text", "message": "must be a string"})
+    else:
+        text = clean_text(raw_text)
+        if not text:
+            errors.append({"field": "text", "message": "is empty"})
+        elif len(text) > max_length:
+            errors.append(
+                {"field": "text", "message": f"is {len(text)} characters; the limit is {max_length}"}
+            )
+
+    client_ref = body.get("client_ref")
+    if client_ref is not None and not isinstance(client_ref, str):
+        errors.append({"field": "client_ref", "message": "must be a string"})
+    elif isinstance(client_ref, str) and len(client_ref) > MAX_CLIENT_REF:
+        errors.append({"field": "client_ref", "message": f"is longer than {MAX_CLIENT_REF}"})
+
+    if errors:
+        raise validation_problem(errors)
+    return SendRequest(number, text, client_ref, segment(text))
+
+
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise validation_problem(
+            [{"field": "Idempotency-Key", "message": f"must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"}]
+        )
+    return key

@@ -1,0 +1,155 @@
+"""Settings read once from the environment into a typed object.
+
+Code asks `current_app.config["SETTINGS"]`, never `os.environ`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dotenv import load_dotenv
+
+REQUIRED_IN_PRODUCTION = (
+    "VONAGE_APPLICATION_ID",
+    "VONAGE_PRIVATE_KEY",  # or VONAGE_PRIVATE_KEY_PATH
+    "VONAGE_NUMBER",
+    "VONAGE_SIGNATURE_SECRET",
+    "API_KEYS",
+    "DATABASE_URL",
+)
+
+
+class ConfigError(RuntimeError):
+    """The environment cannot run the service; the message names every problem."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_env: str = "development"
+    port: int = 3000
+    vonage_application_id: str = ""
+    vonage_private_key: str = ""
+    vonage_private_key_path: str = ""
+    vonage_number: str = ""
+    vonage_signature_secret: str = ""
+    vonage_signature_secret_previous: str = ""
+    vonage_api_key: str = ""
+    vonage_api_secret: str = ""
+    vonage_api_host: str = "api.nexmo.com"
+    vonage_timeout_seconds: float = 10.0
+    vonage_max_sends_per_second: int = 30
+    sms_max_length: int = 1600
+    send_sms_daily_limit: int = 10000
+    database_url: str = ""
+    api_keys: tuple[str, ...] = field(default_factory=tuple)
+    send_sms_rate_limit: str = "10/second;1000/hour"
+    ratelimit_storage_uri: str = "memory://"
+    webhook_max_age_seconds: int = 300
+    log_level: str = "INFO"
+    log_format: str = "json"
+    trusted_proxies: int = 1
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
+    def vonage_configured(self) -> bool:
+        return bool(
+            self.vonage_application_id
+            and (self.vonage_private_key or self.vonage_private_key_path)
+            and self.vonage_number
+        )
+
+    def missing_for_production(self) -> list[str]:
+        missing = []
+        for name in REQUIRED_IN_PRODUCTION:
+            value = getattr(self, name.lower())
+            if name == "VONAGE_PRIVATE_KEY":
+                if not (self.vonage_private_key or self.vonage_private_key_path):
+                    missing.append("VONAGE_PRIVATE_KEY or VONAGE_PRIVATE_KEY_PATH")
+            elif not value:
+                missing.append(name)
+        return missing
+
+    def read_private_key(self) -> str:
+        """The PEM text: `VONAGE_PRIVATE_KEY` wins over the path."""
+        if self.vonage_private_key:
+            return self.vonage_private_key.replace("\\n", "\n")
+        return Path(self.vonage_private_key_path).read_text()
+
+
+_INT_FIELDS = {f.name for f in dataclasses.fields(Settings) if f.type in ("int", int)}
+_FLOAT_FIELDS = {f.name for f in dataclasses.fields(Settings) if f.type in ("float", float)}
+_NON_NEGATIVE = {
+    "send_sms_daily_limit",
+    "trusted_proxies",
+}
+_POSITIVE = {
+    "port",
+    "vonage_timeout_seconds",
+    "vonage_max_sends_per_second",
+    "sms_max_length",
+    "webhook_max_age_seconds",
+}
+
+
+def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
+    if name == "api_keys":
+        if isinstance(raw, str):
+            return tuple(key.strip() for key in raw.split(",") if key.strip())
+        return tuple(raw)
+    if name in _INT_FIELDS or name in _FLOAT_FIELDS:
+        kind = int if name in _INT_FIELDS else float
+        try:
+            value = kind(raw)
+        except (TypeError, ValueError):
+            problems.append(f"{name.upper()} must be a number, got {raw!r}")
+            return None
+        if name in _POSITIVE and value <= 0:
+            problems.append(f"{name.upper()} must be greater than 0")
+        if name in _NON_NEGATIVE and value < 0:
+            problems.append(f"{name.upper()} must not be negative")
+        return value
+    return str(raw).strip() if isinstance(raw, str) else raw
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build Settings from the environment (plus `.env`), then `overrides`.
+
+    Overrides use the environment variable names (`{"API_KEYS": "k1"}`) so tests
+    build an app with their own settings and never touch `os.environ`.
+    """
+    if environ is None:
+        load_dotenv(override=False)
+        environ = os.environ
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for f in dataclasses.fields(Settings):
+        env_name = f.name.upper()
+        raw = environ.get(env_name)
+        if overrides is not None and env_name in overrides:
+            raw = overrides[env_name]
+        if raw is None or raw == "":
+            continue
+        values[f.name] = _coerce(f.name, raw, problems)
+    settings = Settings(**{k: v for k, v in values.items() if v is not None})
+    if settings.app_env not in ("development", "production"):
+        problems.append(f"APP_ENV must be development or production, got {settings.app_env!r}")
+    if settings.log_format not in ("json", "text"):
+        problems.append(f"LOG_FORMAT must be json or text, got {settings.log_format!r}")
+    if settings.is_production:
+        missing = settings.missing_for_production()
+        if missing:
+            problems.append("missing required settings: " + ", ".join(missing))
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return settings

@@ -1,0 +1,89 @@
+"""RFC 9457 problem details: one exception, one renderer, for every error."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, g, json
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "urn:sms-service:problem:"
+
+log = logging.getLogger(__name__)
+
+
+class Problem(Exception):
+    """An error answered to the client as `application/problem+json`."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        *,
+        detail: str | None = None,
+        type: str | None = None,
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.type = PROBLEM_BASE + type if type else "about:blank"
+        self.errors = errors
+        self.headers = headers or {}
+        self.extra = extra
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status}
+        if self.detail:
+            body["detail"] = self.detail
+        if self.errors:
+            body["errors"] = self.errors
+        body.update(self.extra)
+        return body
+
+
+def validation_problem(errors: list[dict[str, str]]) -> Problem:
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return Problem(422, "Validation failed", type="validation", detail=detail, errors=errors)
+
+
+def problem_response(problem: Problem) -> Response:
+    response = Response(json.dumps(problem.to_dict()), status=problem.status, mimetype=PROBLEM_JSON)
+    for name, value in problem.headers.items():
+        response.headers[name] = value
+    if "Retry-After" in problem.headers:
+        g.retry_after_is_ours = True
+    return response
+
+
+def _from_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    detail = error.description if status < 500 else None
+    problem = Problem(status, error.name, detail=detail)
+    response = problem_response(problem)
+    original = error.get_response()
+    for name in ("Retry-After", "Allow", "WWW-Authenticate"):
+        if name in original.headers:
+            response.headers[name] = original.headers[name]
+    return response
+
+
+def _from_unexpected(error: InternalServerError) -> Response:
+    original = getattr(error, "original_exception", None)
+    if original is not None:
+        log.error(
+            "unhandled error",
+            exc_info=(type(original), original, original.__traceback__),
+        )
+    return problem_response(Problem(500, "Internal Server Error"))
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(Problem, problem_response)
+    app.register_error_handler(InternalServerError, _from_unexpected)
+    app.register_error_handler(HTTPException, _from_http_exception)

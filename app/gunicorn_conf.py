@@ -1,0 +1,17 @@
+"""gunicorn settings for the Procfile: `gunicorn -c python:app.gunicorn_conf "app:create_app()"`.
+
+Threaded workers: a send waits up to VONAGE_TIMEOUT_SECONDS on Vonage, and a
+sync worker would stop serving webhooks for that long.
+"""
+
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '3000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "32"))
+timeout = 60
+graceful_timeout = 30
+keepalive = 5
+accesslog = None
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

@@ -1,0 +1,106 @@
+"""Logs: JSON lines with a request id, one access line per request, no secrets.
+
+Full phone numbers, message texts, API keys and JWTs never reach a log line:
+the code logs masked numbers only, and a last-line filter scrubs anything that
+still looks like a phone number or a JWT, whatever logger produced it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+
+from flask import Flask, g, has_request_context, request
+from pythonjsonlogger.json import JsonFormatter
+
+from app.config import Settings
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_NUMBER = re.compile(r"\+?\d{7,15}")
+_JWT = re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*")
+_BEARER = re.compile(r"(?i)bearer\s+\S+")
+
+log = logging.getLogger("app.access")
+
+
+def scrub(text: str) -> str:
+    text = _JWT.sub("[jwt]", text)
+    text = _BEARER.sub("Bearer [redacted]", text)
+    return _NUMBER.sub(lambda m: "*" * (len(m.group()) - 4) + m.group()[-4:], text)
+
+
+class _ContextFilter(logging.Filter):
+    """Adds the request id and scrubs the message and string extras."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = g.get("request_id", "-") if has_request_context() else "-"
+        message = record.getMessage()
+        record.msg, record.args = scrub(message), None
+        for name, value in list(vars(record).items()):
+            if name not in _PLAIN and isinstance(value, str):
+                setattr(record, name, scrub(value))
+        return True
+
+
+_PLAIN = frozenset(
+    {"request_id", "name", "levelname", "pathname", "filename", "module", "funcName", "msg"}
+    | {"processName", "threadName", "taskName", "exc_text", "stack_info", "route", "method"}
+)
+
+
+def configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+        )
+    handler.addFilter(_ContextFilter())
+    root = logging.getLogger()
+    for existing in [h for h in root.handlers if getattr(h, "_sms_service", False)]:
+        root.removeHandler(existing)
+    handler._sms_service = True
+    root.addHandler(handler)
+    root.setLevel(settings.log_level.upper())
+    # The SDK logs numbers, texts and JWTs at DEBUG; urllib3 logs URLs.
+    logging.getLogger("vonage").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    configure_logging(settings)
+
+    @app.before_request
+    def _start() -> None:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = incoming if _VALID_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response):
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "-")
+        if response.status_code != 429 and not g.get("retry_after_is_ours"):
+            # flask-limiter adds Retry-After to every response; it means something only on 429.
+            response.headers.pop("Retry-After", None)
+        started = g.get("started")
+        duration_ms = (time.perf_counter() - started) * 1000 if started else None
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "route": request.url_rule.rule if request.url_rule else "<unmatched>",
+                "status": response.status_code,
+                "duration_ms": round(duration_ms, 2) if duration_ms is not None else None,
+            },
+        )
+        return response

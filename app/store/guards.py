@@ -1,0 +1,123 @@
+"""Opt-outs, idempotency keys and the daily send counter: the send path's checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import Connection, delete, select, update
+
+from app.store.dialect import upsert, utcnow
+from app.store.models import DailySendCount, IdempotencyKey, OptOut
+
+opt_outs = OptOut.__table__
+idempotency_keys = IdempotencyKey.__table__
+daily_send_counts = DailySendCount.__table__
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
+def is_opted_out(connection: Connection, number: str) -> bool:
+    query = select(opt_outs.c.number).where(opt_outs.c.number == number)
+    return connection.execute(query).first() is not None
+
+
+def opt_out(connection: Connection, number: str, message_uuid: str | None) -> None:
+    connection.execute(
+        upsert(connection, opt_outs)
+        .values(number=number, opted_out_at=utcnow(), message_uuid=message_uuid)
+        .on_conflict_do_nothing(index_elements=["number"])
+    )
+
+
+def opt_in(connection: Connection, number: str) -> None:
+    connection.execute(delete(opt_outs).where(opt_outs.c.number == number))
+
+
+def take_daily_slot(connection: Connection, day: date, limit: int) -> bool:
+    """Count one send for `day` unless `limit` is reached; atomic on both backends."""
+    statement = (
+        upsert(connection, daily_send_counts)
+        .values(day=day, count=1)
+        .on_conflict_do_update(
+            index_elements=["day"],
+            set_={"count": daily_send_counts.c.count + 1},
+            where=daily_send_counts.c.count < limit,
+        )
+        .returning(daily_send_counts.c.count)
+    )
+    return connection.execute(statement).first() is not None
+
+
+def give_back_daily_slot(connection: Connection, day: date) -> None:
+    connection.execute(
+        update(daily_send_counts)
+        .where(daily_send_counts.c.day == day, daily_send_counts.c.count > 0)
+        .values(count=daily_send_counts.c.count - 1)
+    )
+
+
+@dataclass(frozen=True)
+class IdempotentReplay:
+    """What a repeated Idempotency-Key finds: a stored answer, or none yet (in flight)."""
+
+    request_hash: str
+    response_status: int | None
+    response_body: str | None
+
+
+def claim_idempotency_key(
+    connection: Connection, owner: str, key: str, request_hash: str
+) -> IdempotentReplay | None:
+    """None when this request now owns the key; else what the first request left."""
+    now = utcnow()
+    connection.execute(
+        delete(idempotency_keys).where(
+            idempotency_keys.c.owner == owner,
+            idempotency_keys.c.key == key,
+            idempotency_keys.c.created_at < now - IDEMPOTENCY_TTL,
+        )
+    )
+    inserted = connection.execute(
+        upsert(connection, idempotency_keys)
+        .values(owner=owner, key=key, request_hash=request_hash, created_at=now)
+        .on_conflict_do_nothing(index_elements=["owner", "key"])
+        .returning(idempotency_keys.c.key)
+    ).first()
+    if inserted is not None:
+        return None
+    row = connection.execute(
+        select(
+            idempotency_keys.c.request_hash,
+            idempotency_keys.c.response_status,
+            idempotency_keys.c.response_body,
+        ).where(idempotency_keys.c.owner == owner, idempotency_keys.c.key == key)
+    ).one()
+    return IdempotentReplay(row.request_hash, row.response_status, row.response_body)
+
+
+def complete_idempotency_key(
+    connection: Connection, owner: str, key: str, status: int, body: str
+) -> None:
+    connection.execute(
+        update(idempotency_keys)
+        .where(idempotency_keys.c.owner == owner, idempotency_keys.c.key == key)
+        .values(response_status=status, response_body=body)
+    )
+
+
+def release_idempotency_key(connection: Connection, owner: str, key: str) -> None:
+    """Forget a key whose request changed nothing, so the caller may retry it."""
+    connection.execute(
+        delete(idempotency_keys).where(
+            idempotency_keys.c.owner == owner,
+            idempotency_keys.c.key == key,
+            idempotency_keys.c.response_status.is_(None),
+        )
+    )
+
+
+def purge_expired_idempotency_keys(connection: Connection, now: datetime | None = None) -> int:
+    cutoff = (now or utcnow()) - IDEMPOTENCY_TTL
+    result = connection.execute(delete(idempotency_keys).where(idempotency_keys.c.created_at < cutoff))
+    return result.rowcount

@@ -1,0 +1,169 @@
+"""Messages and their status events: the queries behind sends, webhooks and history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, or_, select, update
+
+from app.status import ORDER, rank, statuses_below
+from app.store.dialect import upsert, utcnow
+from app.store.models import Message, MessageEvent
+
+messages = Message.__table__
+events = MessageEvent.__table__
+
+
+def insert_outbound(connection: Connection, row: dict[str, Any]) -> dict[str, Any]:
+    now = utcnow()
+    values = {**row, "direction": "outbound", "created_at": now, "updated_at": now}
+    connection.execute(messages.insert().values(**values))
+    return values
+
+
+def mark_sent(connection: Connection, message_id: str, message_uuid: str) -> None:
+    """Link Vonage's uuid, then let any status that raced ahead of us win."""
+    now = utcnow()
+    connection.execute(
+        update(messages)
+        .where(messages.c.id == message_id)
+        .values(message_uuid=message_uuid, updated_at=now)
+    )
+    connection.execute(
+        update(messages)
+        .where(messages.c.id == message_id, messages.c.status.in_(statuses_below("submitted")))
+        .values(status="submitted", updated_at=now)
+    )
+    latest = _best_event_status(connection, message_uuid)
+    if latest:
+        _advance(connection, messages.c.id == message_id, latest, None, now)
+
+
+def mark_outcome(
+    connection: Connection, message_id: str, status: str, error: dict[str, Any]
+) -> None:
+    """`unknown` (maybe sent) or `failed` (certainly not), unless a webhook settled it."""
+    connection.execute(
+        update(messages)
+        .where(messages.c.id == message_id, messages.c.status.in_(statuses_below("submitted")))
+        .values(status=status, error=error, updated_at=utcnow())
+    )
+
+
+def insert_inbound(connection: Connection, row: dict[str, Any]) -> bool:
+    """True when stored; False when Vonage re-delivered a message we already have."""
+    now = utcnow()
+    statement = (
+        upsert(connection, messages)
+        .values(**row, direction="inbound", status="received", created_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["message_uuid"])
+        .returning(messages.c.id)
+    )
+    return connection.execute(statement).first() is not None
+
+
+def insert_event(connection: Connection, event: dict[str, Any]) -> bool:
+    """Keep the event (even for an unknown message), then move its message forward."""
+    now = utcnow()
+    statement = (
+        upsert(connection, events)
+        .values(**event, received_at=now)
+        .on_conflict_do_nothing(index_elements=["message_uuid", "status", "timestamp"])
+        .returning(events.c.id)
+    )
+    if connection.execute(statement).first() is None:
+        return False
+    target = messages.c.message_uuid == event["message_uuid"]
+    if event.get("client_ref"):
+        target = or_(
+            target,
+            and_(
+                messages.c.id == event["client_ref"],
+                messages.c.direction == "outbound",
+                messages.c.message_uuid.is_(None),
+            ),
+        )
+    _advance(connection, target, event["status"], event, now, link_uuid=event["message_uuid"])
+    return True
+
+
+def _advance(
+    connection: Connection,
+    target,
+    status: str,
+    event: dict[str, Any] | None,
+    now: datetime,
+    link_uuid: str | None = None,
+) -> None:
+    values: dict[str, Any] = {"status": status, "updated_at": now}
+    if event is not None and event.get("error"):
+        values["error"] = event["error"]
+    if link_uuid is not None:
+        values["message_uuid"] = func.coalesce(messages.c.message_uuid, link_uuid)
+    connection.execute(
+        update(messages).where(target, messages.c.status.in_(statuses_below(status))).values(values)
+    )
+
+
+def _best_event_status(connection: Connection, message_uuid: str) -> str | None:
+    seen = connection.execute(
+        select(events.c.status).where(events.c.message_uuid == message_uuid).distinct()
+    ).scalars()
+    known = [status for status in seen if status in ORDER]
+    return max(known, key=rank) if known else None
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    direction: str | None = None
+    number: str | None = None
+    status: str | None = None
+
+
+def list_messages(
+    connection: Connection,
+    filters: MessageFilter,
+    limit: int,
+    after: tuple[datetime, str] | None,
+) -> list[dict[str, Any]]:
+    """Newest first, keyset-paged on (created_at, id)."""
+    query = select(messages)
+    if filters.direction:
+        query = query.where(messages.c.direction == filters.direction)
+    if filters.status:
+        query = query.where(messages.c.status == filters.status)
+    if filters.number:
+        query = query.where(
+            or_(messages.c.to_number == filters.number, messages.c.from_number == filters.number)
+        )
+    if after is not None:
+        created_at, message_id = after
+        query = query.where(
+            or_(
+                messages.c.created_at < created_at,
+                and_(messages.c.created_at == created_at, messages.c.id < message_id),
+            )
+        )
+    query = query.order_by(messages.c.created_at.desc(), messages.c.id.desc()).limit(limit)
+    return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def find_message(connection: Connection, identifier: str) -> dict[str, Any] | None:
+    """By Vonage's `message_uuid`, or by our own `id`."""
+    row = connection.execute(
+        select(messages).where(
+            or_(messages.c.message_uuid == identifier, messages.c.id == identifier)
+        )
+    ).first()
+    return dict(row._mapping) if row else None
+
+
+def events_for(connection: Connection, message_uuid: str) -> list[dict[str, Any]]:
+    rows = connection.execute(
+        select(events)
+        .where(events.c.message_uuid == message_uuid)
+        .order_by(events.c.timestamp, events.c.id)
+    )
+    return [dict(row._mapping) for row in rows]

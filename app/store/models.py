@@ -1,0 +1,87 @@
+"""Tables. Schema changes only through the migrations beside this file."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import JSON, Date, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Message(Base):
+    """One SMS, either direction. `id` is ours; `message_uuid` is Vonage's."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    message_uuid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    direction: Mapped[str] = mapped_column(String(8))
+    from_number: Mapped[str] = mapped_column("from_number", String(32))
+    to_number: Mapped[str] = mapped_column("to_number", String(32))
+    text: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    segments: Mapped[int | None] = mapped_column(Integer)
+    encoding: Mapped[str | None] = mapped_column(String(8))
+    client_ref: Mapped[str | None] = mapped_column(String(100))
+    error: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_messages_created", "created_at", "id"),
+        Index("ix_messages_to_created", "to_number", "created_at"),
+        Index("ix_messages_from_created", "from_number", "created_at"),
+    )
+
+
+class MessageEvent(Base):
+    """A status webhook, kept even when its message is not (yet) known."""
+
+    __tablename__ = "message_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_uuid: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    timestamp: Mapped[datetime] = mapped_column(DateTime)
+    client_ref: Mapped[str | None] = mapped_column(String(100))
+    error: Mapped[dict | None] = mapped_column(JSON)
+    price: Mapped[str | None] = mapped_column(String(32))
+    currency: Mapped[str | None] = mapped_column(String(8))
+    segments: Mapped[int | None] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (UniqueConstraint("message_uuid", "status", "timestamp"),)
+
+
+class OptOut(Base):
+    __tablename__ = "opt_outs"
+
+    number: Mapped[str] = mapped_column(String(32), primary_key=True)
+    opted_out_at: Mapped[datetime] = mapped_column(DateTime)
+    message_uuid: Mapped[str | None] = mapped_column(String(64))
+
+
+class IdempotencyKey(Base):
+    """A caller's Idempotency-Key, scoped to the API key that used it."""
+
+    __tablename__ = "idempotency_keys"
+
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class DailySendCount(Base):
+    """Sends per UTC day, the global cap's counter shared by every worker."""
+
+    __tablename__ = "daily_send_counts"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,266 @@
+"""The thin Vonage client: the only module that imports the Vonage SDK.
+
+It sends one SMS through the SDK's Messages API models and maps every failure
+to one of four project exceptions, so no route knows the SDK's classes.
+
+Retries follow one rule: only failures where Vonage certainly did not accept
+the message (connection refused, connect timeout, 429, 503) are retried, with
+exponential backoff and jitter inside the caller's deadline, honouring
+Retry-After. The Messages API has no idempotency key, so a retry after a read
+timeout or a 500/502/504 could send a paid duplicate: those are never retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import requests
+from cryptography.hazmat.primitives import serialization
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_random_exponential
+from urllib3.exceptions import MaxRetryError, NewConnectionError
+from vonage import Auth, HttpClientOptions
+from vonage_application import Application
+from vonage_http_client import HttpClient
+from vonage_http_client.errors import HttpRequestError
+from vonage_messages import Messages, Sms
+
+CONNECT_TIMEOUT_SECONDS = 3.05
+MAX_ATTEMPTS = 5
+POOL_SIZE = 64
+
+log = logging.getLogger(__name__)
+
+
+class VonageError(Exception):
+    """Base: `maybe_sent` says whether Vonage might have accepted the message."""
+
+    maybe_sent = False
+    status_code: int | None = None
+
+    def __init__(self, detail: str, *, status_code: int | None = None, retry_after: float = 0):
+        super().__init__(detail)
+        self.detail = detail
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class VonageRejected(VonageError):
+    """Vonage refused the message (4xx): certainly not sent, never retried."""
+
+
+class VonageUnavailable(VonageError):
+    """Unreachable, overloaded or not configured: certainly not sent."""
+
+
+class VonageFailed(VonageError):
+    """A 5xx answer or a broken connection after the request went out: maybe sent."""
+
+    maybe_sent = True
+
+
+class VonageTimeout(VonageError):
+    """No answer within the timeout after the request went out: maybe sent."""
+
+    maybe_sent = True
+
+
+class _Transient(Exception):
+    """Certainly not accepted and worth another try."""
+
+    def __init__(self, cause: VonageError):
+        super().__init__(cause.detail)
+        self.cause = cause
+
+
+def pkcs8_pem(pem_text: str) -> str:
+    """The key as PKCS#8 PEM, the only string form the SDK's JWT client takes.
+
+    Accepts PKCS#1 (`BEGIN RSA PRIVATE KEY`) too, and fails early on a bad key.
+    """
+    key = serialization.load_pem_private_key(pem_text.encode(), password=None)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+class _SingleShotHttpClient(HttpClient):
+    """The SDK's HTTP client with two of its habits removed.
+
+    Upstream `make_request` re-sends a POST when the server disconnects (which
+    can duplicate a paid SMS) and writes each call's JWT into a dict shared by
+    every thread. This one sends exactly once with headers of its own.
+    """
+
+    def __init__(self, auth: Auth, options: HttpClientOptions, timeouts: tuple[float, float]):
+        super().__init__(auth, options)
+        self._timeouts = timeouts
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0
+        )
+        self._session.mount("https://", adapter)
+
+    def make_request(
+        self,
+        request_type,
+        host,
+        request_path="",
+        params=None,
+        auth_type="jwt",
+        sent_data_type="json",
+        token=None,
+    ):
+        headers = {
+            **self._headers,
+            "Authorization": self._auth.create_jwt_auth_string(),
+            "Content-Type": "application/json",
+        }
+        with self._session.request(
+            request_type,
+            f"https://{host}{request_path}",
+            headers=headers,
+            json=params,
+            timeout=self._timeouts,
+        ) as response:
+            return self._parse_response(response)
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    message_uuid: str
+    attempts: int
+
+
+class VonageClient:
+    def __init__(
+        self,
+        *,
+        application_id: str,
+        private_key: str,
+        api_host: str,
+        timeout: float,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.timeout = timeout
+        self._sleep = sleep
+        auth = Auth(application_id=application_id, private_key=pkcs8_pem(private_key))
+        options = HttpClientOptions(api_host=api_host, max_retries=0)
+        connect = min(CONNECT_TIMEOUT_SECONDS, timeout)
+        self._messages = Messages(_SingleShotHttpClient(auth, options, (connect, timeout)))
+
+    def send_sms(self, *, to: str, sender: str, text: str, client_ref: str, deadline: float) -> SentMessage:
+        """Send once, retrying only certain non-acceptance before `deadline` (monotonic)."""
+        message = Sms(to=to, from_=sender, text=text, client_ref=client_ref)
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Transient),
+            wait=_wait_honouring_retry_after,
+            stop=stop_after_attempt(MAX_ATTEMPTS) | _stop_at(deadline),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    response = self._send_once(message)
+        except _Transient as transient:
+            raise transient.cause from None
+        return SentMessage(response.message_uuid, retrying.statistics.get("attempt_number", 1))
+
+    def _send_once(self, message: Sms):
+        try:
+            return self._messages.send(message)
+        except HttpRequestError as error:
+            raise _from_http_error(error.response) from None
+        except requests.RequestException as error:
+            raise _from_transport_error(error) from None
+
+
+def _from_http_error(response: requests.Response) -> Exception:
+    status = response.status_code
+    detail = _reason(response)
+    if status in (429, 503):
+        retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+        return _Transient(VonageUnavailable(detail, status_code=status, retry_after=retry_after))
+    if 400 <= status < 500:
+        return VonageRejected(detail, status_code=status)
+    return VonageFailed(detail, status_code=status)
+
+
+def _from_transport_error(error: requests.RequestException) -> Exception:
+    if isinstance(error, requests.ConnectTimeout):
+        return _Transient(VonageUnavailable("connection to Vonage timed out"))
+    if isinstance(error, requests.ReadTimeout):
+        return VonageTimeout("Vonage did not answer in time")
+    if isinstance(error, requests.exceptions.SSLError):
+        return VonageUnavailable("TLS handshake with Vonage failed")
+    reason = error.args[0] if error.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    if isinstance(error, requests.ConnectionError) and isinstance(reason, NewConnectionError):
+        return _Transient(VonageUnavailable("could not connect to Vonage"))
+    return VonageFailed("the connection to Vonage broke after the request was sent")
+
+
+def _reason(response: requests.Response) -> str:
+    """Vonage's own words: `title: detail` of its problem body, else the status."""
+    try:
+        body = response.json()
+    except ValueError:
+        return f"Vonage answered {response.status_code}"
+    if not isinstance(body, dict):
+        return f"Vonage answered {response.status_code}"
+    parts = [str(body[key]) for key in ("title", "detail") if body.get(key)]
+    invalid = body.get("invalid_parameters")
+    if isinstance(invalid, list):
+        parts += [
+            f"{item.get('name')}: {item.get('reason')}" for item in invalid if isinstance(item, dict)
+        ]
+    return ": ".join(parts) if parts else f"Vonage answered {response.status_code}"
+
+
+def _retry_after_seconds(value: str | None) -> float:
+    try:
+        return max(0.0, float(value)) if value else 0.0
+    except ValueError:
+        return 0.0
+
+
+_backoff = wait_random_exponential(multiplier=0.1, max=2.0)
+
+
+def _wait_honouring_retry_after(state: RetryCallState) -> float:
+    error = state.outcome.exception() if state.outcome else None
+    retry_after = error.cause.retry_after if isinstance(error, _Transient) else 0.0
+    return max(retry_after, _backoff(state))
+
+
+def _stop_at(deadline: float):
+    def stop(state: RetryCallState) -> bool:
+        return time.monotonic() + (state.upcoming_sleep or 0) >= deadline
+
+    return stop
+
+
+def build_client(settings) -> VonageClient | None:
+    """The client for these settings, or None when Vonage is not configured."""
+    if not settings.vonage_configured:
+        return None
+    logging.getLogger("vonage").setLevel(logging.WARNING)
+    return VonageClient(
+        application_id=settings.vonage_application_id,
+        private_key=settings.read_private_key(),
+        api_host=settings.vonage_api_host,
+        timeout=settings.vonage_timeout_seconds,
+    )
+
+
+def application_api(settings) -> Application:
+    """The SDK's Application API (account credentials), for the operator CLI."""
+    auth = Auth(api_key=settings.vonage_api_key, api_secret=settings.vonage_api_secret)
+    options = HttpClientOptions(api_host=settings.vonage_api_host, timeout=int(settings.vonage_timeout_seconds))
+    return Application(HttpClient(auth, options))

@@ -1,0 +1,3 @@
+from app.webhooks.routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,122 @@
+"""Vonage webhook payloads (Messages API, webhook version v1) into rows."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from app.errors import validation_problem
+from app.sms import keyword
+from app.store import guards
+from app.store import messages as store
+
+MAX_ID = 64
+
+
+def _string(payload: dict, name: str, errors: list, *, required: bool = True, limit: int = MAX_ID):
+    value = payload.get(name)
+    if value is None:
+        if required:
+            errors.append({"field": name, "message": "is required"})
+        return None
+    if not isinstance(value, str) or not value or len(value) > limit:
+        errors.append({"field": name, "message": f"must be a string of 1 to {limit} characters"})
+        return None
+    return value
+
+
+def _timestamp(payload: dict, errors: list, *, required: bool) -> datetime | None:
+    value = payload.get("timestamp")
+    if value is None and not required:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        errors.append({"field": "timestamp", "message": "must be an ISO 8601 time"})
+        return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_inbound(payload: dict) -> dict[str, Any]:
+    errors: list = []
+    message_uuid = _string(payload, "message_uuid", errors)
+    sender = _string(payload, "from", errors, limit=32)
+    recipient = _string(payload, "to", errors, limit=32)
+    text = payload.get("text")
+    if text is not None and not isinstance(text, str):
+        errors.append({"field": "text", "message": "must be a string"})
+    sms = payload.get("sms") if isinstance(payload.get("sms"), dict) else {}
+    created = _timestamp(payload, errors, required=False)
+    if errors:
+        raise validation_problem(errors)
+    return {
+        "id": str(uuid.uuid4()),
+        "message_uuid": message_uuid,
+        "from_number": sender.removeprefix("+"),
+        "to_number": recipient.removeprefix("+"),
+        "text": text,
+        "segments": _int(sms.get("num_messages")),
+        "keyword": sms.get("keyword") if isinstance(sms.get("keyword"), str) else None,
+        "sent_at": created,
+    }
+
+
+def parse_status(payload: dict) -> dict[str, Any]:
+    errors: list = []
+    message_uuid = _string(payload, "message_uuid", errors)
+    status = _string(payload, "status", errors, limit=20)
+    client_ref = _string(payload, "client_ref", errors, required=False, limit=100)
+    timestamp = _timestamp(payload, errors, required=True)
+    error = payload.get("error")
+    if error is not None and not isinstance(error, dict):
+        errors.append({"field": "error", "message": "must be an object"})
+    if errors:
+        raise validation_problem(errors)
+    usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
+    sms = payload.get("sms") if isinstance(payload.get("sms"), dict) else {}
+    return {
+        "message_uuid": message_uuid,
+        "status": status,
+        "timestamp": timestamp,
+        "client_ref": client_ref,
+        "error": error,
+        "price": str(usage["price"])[:32] if usage.get("price") is not None else None,
+        "currency": str(usage["currency"])[:8] if usage.get("currency") else None,
+        "segments": _int(sms.get("count_total")) or _int(usage.get("segments")),
+    }
+
+
+def store_inbound(connection: Connection, message: dict[str, Any]) -> bool:
+    """Store once per `message_uuid`; act on STOP/START only the first time.
+
+    Opt-out is honoured when either the whole text or Vonage's `sms.keyword`
+    (the first word) is a stop word; opt-in only when the whole text is one,
+    so "Start time?" never re-subscribes anyone.
+    """
+    row = {k: v for k, v in message.items() if k not in ("keyword", "sent_at")}
+    if not store.insert_inbound(connection, row):
+        return False
+    by_text = keyword(message["text"])
+    if by_text == "opt_out" or keyword(message["keyword"]) == "opt_out":
+        guards.opt_out(connection, message["from_number"], message["message_uuid"])
+    elif by_text == "opt_in":
+        guards.opt_in(connection, message["from_number"])
+    return True
+
+
+def store_status(connection: Connection, event: dict[str, Any]) -> bool:
+    return store.insert_event(connection, event)
+
+

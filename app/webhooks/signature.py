@@ -1,0 +1,82 @@
+"""Verification of Vonage's signed webhooks (HS256 JWT + payload hash).
+
+Pure: no Flask, no clock of its own unless given, so it is tested with fixed vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Sequence
+
+import jwt
+
+FUTURE_SKEW_SECONDS = 60
+
+
+class MissingSignature(Exception):
+    """No Authorization header at all: Vonage may rarely send one unsigned; 503 makes it retry."""
+
+
+class InvalidSignature(Exception):
+    """A token that is present but wrong: 401, and Vonage will not send it again."""
+
+
+def bearer_token(header: str | None) -> str:
+    if header is None:
+        raise MissingSignature("no Authorization header")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidSignature("Authorization is not a bearer token")
+    return token.strip()
+
+
+def verify(
+    token: str,
+    body: bytes,
+    *,
+    secrets: Sequence[str],
+    max_age: int,
+    now: float | None = None,
+) -> dict:
+    """The token's claims, if `token` signs `body` with one of `secrets` and is fresh.
+
+    `secrets` holds the current secret and, during a rotation, the previous one.
+    The algorithm is pinned to HS256, so `none`, RS256 or HS512 tokens fail.
+    """
+    claims = None
+    for secret in secrets:
+        if not secret:
+            continue
+        try:
+            claims = jwt.decode(
+                token,
+                secret,
+                algorithms=["HS256"],
+                options={"require": ["iat"], "verify_iat": False, "verify_exp": True},
+            )
+            break
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.PyJWTError as error:
+            raise InvalidSignature(f"invalid token: {type(error).__name__}") from None
+    if claims is None:
+        raise InvalidSignature("signature does not match")
+
+    issued_at = claims.get("iat")
+    if not isinstance(issued_at, int | float) or isinstance(issued_at, bool):
+        raise InvalidSignature("iat is not a number")
+    current = time.time() if now is None else now
+    if issued_at < current - max_age:
+        raise InvalidSignature("token is too old")
+    if issued_at > current + FUTURE_SKEW_SECONDS:
+        raise InvalidSignature("token is issued in the future")
+
+    expected = claims.get("payload_hash")
+    if not isinstance(expected, str):
+        raise InvalidSignature("payload_hash is missing")
+    actual = hashlib.sha256(body).hexdigest()
+    if not hmac.compare_digest(expected.lower().encode(), actual.encode()):
+        raise InvalidSignature("payload_hash does not match the body")
+    return claims
