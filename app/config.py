@@ -144,6 +144,8 @@ def load_settings(
     settings = Settings(**{k: v for k, v in values.items() if v is not None})
     if settings.app_env not in ("development", "production"):
         problems.append(f"APP_ENV must be development or production, got {settings.app_env!r}")
+    if settings.sms_max_length > 3200:
+        problems.append("SMS_MAX_LENGTH must be at most 3200, the Messages API's own limit")
     if settings.log_format not in ("json", "text"):
         problems.append(f"LOG_FORMAT must be json or text, got {settings.log_format!r}")
     if settings.is_production:

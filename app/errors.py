@@ -57,7 +57,7 @@ def problem_response(problem: Problem) -> Response:
     for name, value in problem.headers.items():
         response.headers[name] = value
     if "Retry-After" in problem.headers:
-        g.retry_after_is_ours = True
+        g.retry_after = problem.headers["Retry-After"]
     return response
 
 

@@ -20,7 +20,7 @@ from app.config import Settings
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_NUMBER = re.compile(r"\+?\d{7,15}")
+_NUMBER = re.compile(r"(?<![\w-])\+?\d{7,15}(?![\w-])")
 _JWT = re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*")
 _BEARER = re.compile(r"(?i)bearer\s+\S+")
 
@@ -52,8 +52,23 @@ _PLAIN = frozenset(
 )
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time (as gunicorn and pytest swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def configure_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     if settings.log_format == "json":
         handler.setFormatter(
             JsonFormatter(
@@ -89,7 +104,9 @@ def init_app(app: Flask, settings: Settings) -> None:
     @app.after_request
     def _finish(response):
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "-")
-        if response.status_code != 429 and not g.get("retry_after_is_ours"):
+        if g.get("retry_after"):
+            response.headers["Retry-After"] = g.retry_after
+        elif response.status_code != 429:
             # flask-limiter adds Retry-After to every response; it means something only on 429.
             response.headers.pop("Retry-After", None)
         started = g.get("started")

@@ -91,7 +91,7 @@ def _send_claimed(request: SendRequest, client, config, throttle) -> SendResult:
                 429,
                 "Daily send limit reached",
                 type="daily-limit",
-                detail=f"this service sends at most {config.send_sms_daily_limit} messages per UTC day",
+                detail=f"at most {config.send_sms_daily_limit} messages per UTC day",
                 headers={"Retry-After": str(_seconds_to_utc_midnight())},
             )
         row = store.insert_outbound(
@@ -166,9 +166,13 @@ def _problem_for(error: VonageError, message_id: str, today, config) -> Problem:
         )
     _settle_failure(message_id, today, "failed", error_record, config)
     if isinstance(error, VonageRejected):
-        return Problem(502, "Vonage refused the message", type="vonage-rejected", detail=error.detail)
+        return Problem(
+            502, "Vonage refused the message", type="vonage-rejected", detail=error.detail
+        )
     headers = {"Retry-After": str(max(1, round(error.retry_after)))} if error.retry_after else None
-    return Problem(503, "Vonage unavailable", type="vonage-unavailable", detail=error.detail, headers=headers)
+    return Problem(
+        503, "Vonage unavailable", type="vonage-unavailable", detail=error.detail, headers=headers
+    )
 
 
 def _settle_failure(message_id: str, today, status: str, error: dict, config) -> None:

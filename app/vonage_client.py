@@ -28,6 +28,8 @@ from vonage_http_client import HttpClient
 from vonage_http_client.errors import HttpRequestError
 from vonage_messages import Messages, Sms
 
+from app.config import ConfigError
+
 CONNECT_TIMEOUT_SECONDS = 3.05
 MAX_ATTEMPTS = 5
 POOL_SIZE = 64
@@ -153,7 +155,9 @@ class VonageClient:
         connect = min(CONNECT_TIMEOUT_SECONDS, timeout)
         self._messages = Messages(_SingleShotHttpClient(auth, options, (connect, timeout)))
 
-    def send_sms(self, *, to: str, sender: str, text: str, client_ref: str, deadline: float) -> SentMessage:
+    def send_sms(
+        self, *, to: str, sender: str, text: str, client_ref: str, deadline: float
+    ) -> SentMessage:
         """Send once, retrying only certain non-acceptance before `deadline` (monotonic)."""
         message = Sms(to=to, from_=sender, text=text, client_ref=client_ref)
         retrying = Retrying(
@@ -218,7 +222,9 @@ def _reason(response: requests.Response) -> str:
     invalid = body.get("invalid_parameters")
     if isinstance(invalid, list):
         parts += [
-            f"{item.get('name')}: {item.get('reason')}" for item in invalid if isinstance(item, dict)
+            f"{item.get('name')}: {item.get('reason')}"
+            for item in invalid
+            if isinstance(item, dict)
         ]
     return ": ".join(parts) if parts else f"Vonage answered {response.status_code}"
 
@@ -251,16 +257,25 @@ def build_client(settings) -> VonageClient | None:
     if not settings.vonage_configured:
         return None
     logging.getLogger("vonage").setLevel(logging.WARNING)
-    return VonageClient(
-        application_id=settings.vonage_application_id,
-        private_key=settings.read_private_key(),
-        api_host=settings.vonage_api_host,
-        timeout=settings.vonage_timeout_seconds,
-    )
+    try:
+        private_key = settings.read_private_key()
+    except OSError as error:
+        raise ConfigError(f"VONAGE_PRIVATE_KEY_PATH cannot be read: {error.strerror}") from None
+    try:
+        return VonageClient(
+            application_id=settings.vonage_application_id,
+            private_key=private_key,
+            api_host=settings.vonage_api_host,
+            timeout=settings.vonage_timeout_seconds,
+        )
+    except (ValueError, TypeError):
+        raise ConfigError("the Vonage private key is not a valid unencrypted PEM key") from None
 
 
 def application_api(settings) -> Application:
     """The SDK's Application API (account credentials), for the operator CLI."""
     auth = Auth(api_key=settings.vonage_api_key, api_secret=settings.vonage_api_secret)
-    options = HttpClientOptions(api_host=settings.vonage_api_host, timeout=int(settings.vonage_timeout_seconds))
+    options = HttpClientOptions(
+        api_host=settings.vonage_api_host, timeout=int(settings.vonage_timeout_seconds)
+    )
     return Application(HttpClient(auth, options))

@@ -62,4 +62,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
             raise ValueError
         return datetime.fromisoformat(created_at), message_id
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise validation_problem([{"field": "cursor", "message": "is not a cursor this service issued"}]) from None
+        raise validation_problem(
+            [{"field": "cursor", "message": "is not a cursor this service issued"}]
+        ) from None

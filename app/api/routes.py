@@ -111,7 +111,10 @@ def _history_query(args):
     if raw_limit is not None:
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= history.MAX_LIMIT:
             errors.append(
-                {"field": "limit", "message": f"must be a whole number from 1 to {history.MAX_LIMIT}"}
+                {
+                    "field": "limit",
+                    "message": f"must be a whole number from 1 to {history.MAX_LIMIT}",
+                }
             )
         else:
             limit = int(raw_limit)

@@ -67,7 +67,10 @@ def parse_send(body: dict[str, Any], max_length: int) -> SendRequest:
             errors.append({"field": "text", "message": "is empty"})
         elif len(text) > max_length:
             errors.append(
-                {"field": "text", "message": f"is {len(text)} characters; the limit is {max_length}"}
+                {
+                    "field": "text",
+                    "message": f"is {len(text)} characters; the limit is {max_length}",
+                }
             )
 
     client_ref = body.get("client_ref")
@@ -87,6 +90,11 @@ def idempotency_key(request: Request) -> str | None:
         return None
     if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
         raise validation_problem(
-            [{"field": "Idempotency-Key", "message": f"must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"}]
+            [
+                {
+                    "field": "Idempotency-Key",
+                    "message": f"must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters",
+                }
+            ]
         )
     return key

@@ -119,5 +119,7 @@ def release_idempotency_key(connection: Connection, owner: str, key: str) -> Non
 
 def purge_expired_idempotency_keys(connection: Connection, now: datetime | None = None) -> int:
     cutoff = (now or utcnow()) - IDEMPOTENCY_TTL
-    result = connection.execute(delete(idempotency_keys).where(idempotency_keys.c.created_at < cutoff))
+    result = connection.execute(
+        delete(idempotency_keys).where(idempotency_keys.c.created_at < cutoff)
+    )
     return result.rowcount

@@ -118,5 +118,3 @@ def store_inbound(connection: Connection, message: dict[str, Any]) -> bool:
 
 def store_status(connection: Connection, event: dict[str, Any]) -> bool:
     return store.insert_event(connection, event)
-
-

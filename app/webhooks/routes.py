@@ -34,7 +34,12 @@ def verify_signature() -> None:
         )
     try:
         token = bearer_token(request.headers.get("Authorization"))
-        verify(token, request.get_data(cache=True), secrets=secrets, max_age=config.webhook_max_age_seconds)
+        verify(
+            token,
+            request.get_data(cache=True),
+            secrets=secrets,
+            max_age=config.webhook_max_age_seconds,
+        )
     except MissingSignature:
         raise Problem(
             503,
@@ -73,7 +78,11 @@ def inbound():
     stored = _store(events.store_inbound, message)
     log.info(
         "inbound sms",
-        extra={"message_uuid": message["message_uuid"], "from": mask_number(message["from_number"]), "duplicate": not stored},
+        extra={
+            "message_uuid": message["message_uuid"],
+            "from": mask_number(message["from_number"]),
+            "duplicate": not stored,
+        },
     )
     return jsonify(status="ok", duplicate=not stored)
 
@@ -84,6 +93,10 @@ def status():
     stored = _store(events.store_status, event)
     log.info(
         "status event",
-        extra={"message_uuid": event["message_uuid"], "status": event["status"], "duplicate": not stored},
+        extra={
+            "message_uuid": event["message_uuid"],
+            "status": event["status"],
+            "duplicate": not stored,
+        },
     )
     return jsonify(status="ok", duplicate=not stored)

@@ -1,0 +1,187 @@
+"""Fixtures: an app with its own settings and database per test, a client,
+a CLI runner, a signed-webhook helper, and `responses` for Vonage's HTTP.
+
+The suite runs on SQLite by default; set TEST_DATABASE_URL to a PostgreSQL URL
+(and TEST_REDIS_URL for the limit tests) to run the same tests there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+
+import pytest
+import responses
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import text
+
+from app import create_app
+from app.config import load_settings
+from app.store.models import Base
+from app.webhooks.signature import sign
+
+API_KEY = "test-api-key-0123456789abcdef"
+OTHER_API_KEY = "other-api-key-0123456789abcdef"
+SIGNATURE_SECRET = "test-signature-secret-0123456789abcdef"
+VONAGE_NUMBER = "14155550199"
+MESSAGES_URL = "https://api.nexmo.com/v1/messages"
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
+
+
+@pytest.fixture(scope="session")
+def private_key_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+@pytest.fixture(scope="session")
+def postgres_ready():
+    """Migrate the test PostgreSQL database once per session."""
+    if not TEST_DATABASE_URL:
+        return None
+    from app.store.engine import build_engine
+    from app.store.migrate import upgrade
+
+    engine = build_engine(TEST_DATABASE_URL)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    upgrade(engine)
+    return engine
+
+
+def _empty_postgres(engine) -> None:
+    names = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
+
+
+@pytest.fixture
+def database_url(tmp_path, postgres_ready) -> str:
+    if postgres_ready is not None:
+        _empty_postgres(postgres_ready)
+        return TEST_DATABASE_URL
+    return f"sqlite:///{tmp_path / 'sms.db'}"
+
+
+@pytest.fixture
+def make_settings(database_url, private_key_pem) -> Callable:
+    def build(**overrides):
+        values = {
+            "DATABASE_URL": database_url,
+            "API_KEYS": f"{API_KEY},{OTHER_API_KEY}",
+            "VONAGE_APPLICATION_ID": "00000000-0000-4000-8000-000000000000",
+            "VONAGE_PRIVATE_KEY": private_key_pem,
+            "VONAGE_NUMBER": "+" + VONAGE_NUMBER,
+            "VONAGE_SIGNATURE_SECRET": SIGNATURE_SECRET,
+            "VONAGE_TIMEOUT_SECONDS": "2",
+            "SEND_SMS_RATE_LIMIT": "1000/second",
+            "VONAGE_MAX_SENDS_PER_SECOND": "1000",
+            "LOG_LEVEL": "INFO",
+            "TRUSTED_PROXIES": "0",
+        }
+        values.update({key: str(value) for key, value in overrides.items()})
+        return load_settings(values, environ={})
+
+    return build
+
+
+@pytest.fixture
+def make_app(make_settings):
+    """Build an app with extra settings; Vonage and throttle waits are recorded, not slept."""
+    built = []
+
+    def build(**overrides):
+        app = create_app(make_settings(**overrides))
+        app.config["TESTING"] = True
+        sleeps: list[float] = []
+        app.config["SLEEPS"] = sleeps
+        client = app.extensions["vonage"]
+        if client is not None:
+            client._sleep = sleeps.append
+        app.extensions["throttle"]._sleep = sleeps.append
+        built.append(app)
+        return app
+
+    yield build
+    for app in built:
+        app.extensions["db"].dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def vonage_api():
+    """Vonage's HTTP, answered by `responses`; any unexpected call fails the test."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+def auth_headers(key: str = API_KEY, **extra) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", **extra}
+
+
+@pytest.fixture
+def send(client):
+    def post(payload=None, *, key=API_KEY, headers=None, **kwargs):
+        return client.post(
+            "/send-sms", json=payload, headers={**auth_headers(key), **(headers or {})}, **kwargs
+        )
+
+    return post
+
+
+@pytest.fixture
+def signed_webhook(client):
+    """POST a body to a webhook route, signed as Vonage signs it (override pieces to tamper)."""
+
+    def post(
+        path: str, payload, *, secret: str = SIGNATURE_SECRET, body: bytes | None = None, **claims
+    ):
+        raw = body if body is not None else json.dumps(payload).encode()
+        token = sign(raw, secret, **claims)
+        return client.post(
+            path,
+            data=raw,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+
+    return post
+
+
+def count_rows(app, table: str) -> int:
+    with app.extensions["db"].connect() as connection:
+        return connection.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
+
+
+LIMIT_STORAGES = ["memory://"] + ([TEST_REDIS_URL] if TEST_REDIS_URL else [])
+
+
+@pytest.fixture(params=LIMIT_STORAGES, ids=lambda uri: uri.split(":")[0])
+def limit_storage_uri(request) -> str:
+    """Each rate-limit storage available: memory always, Redis when TEST_REDIS_URL is set."""
+    if request.param.startswith("redis"):
+        import redis
+
+        redis.Redis.from_url(request.param).flushdb()
+    return request.param

@@ -1,0 +1,84 @@
+import pytest
+
+from app import create_app
+from app.config import ConfigError, load_settings
+
+
+def test_defaults_for_a_local_run():
+    settings = load_settings({}, environ={})
+    assert settings.app_env == "development"
+    assert settings.port == 3000
+    assert settings.vonage_api_host == "api.nexmo.com"
+    assert settings.send_sms_rate_limit == "10/second;1000/hour"
+    assert settings.ratelimit_storage_uri == "memory://"
+    assert settings.api_keys == ()
+
+
+def test_production_names_every_missing_setting_at_once():
+    with pytest.raises(ConfigError) as error:
+        load_settings({"APP_ENV": "production"}, environ={})
+    message = str(error.value)
+    for name in (
+        "VONAGE_APPLICATION_ID",
+        "VONAGE_PRIVATE_KEY or VONAGE_PRIVATE_KEY_PATH",
+        "VONAGE_NUMBER",
+        "VONAGE_SIGNATURE_SECRET",
+        "API_KEYS",
+        "DATABASE_URL",
+    ):
+        assert name in message
+
+
+def test_production_refuses_to_start_the_app(tmp_path):
+    with pytest.raises(ConfigError):
+        create_app({"APP_ENV": "production", "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"})
+
+
+def test_production_with_an_unreadable_key_refuses_to_start(make_settings, tmp_path):
+    settings = make_settings(
+        APP_ENV="production",
+        VONAGE_PRIVATE_KEY="",
+        VONAGE_PRIVATE_KEY_PATH=str(tmp_path / "missing.key"),
+    )
+    with pytest.raises(ConfigError, match="VONAGE_PRIVATE_KEY_PATH"):
+        create_app(settings)
+
+
+def test_a_key_that_is_not_pem_refuses_to_start(make_settings):
+    with pytest.raises(ConfigError, match="private key"):
+        create_app(
+            make_settings(
+                VONAGE_PRIVATE_KEY="-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----"
+            )
+        )
+
+
+def test_sms_max_length_cannot_exceed_the_api_limit():
+    with pytest.raises(ConfigError, match="3200"):
+        load_settings({"SMS_MAX_LENGTH": "3201"}, environ={})
+
+
+def test_bad_numbers_are_reported():
+    with pytest.raises(ConfigError, match="VONAGE_TIMEOUT_SECONDS"):
+        load_settings({"VONAGE_TIMEOUT_SECONDS": "soon"}, environ={})
+    with pytest.raises(ConfigError, match="SMS_MAX_LENGTH"):
+        load_settings({"SMS_MAX_LENGTH": "0"}, environ={})
+
+
+def test_api_keys_are_split_and_trimmed():
+    assert load_settings({"API_KEYS": " a , b,,c "}, environ={}).api_keys == ("a", "b", "c")
+
+
+def test_private_key_text_wins_over_the_path(tmp_path):
+    path = tmp_path / "key.pem"
+    path.write_text("from file")
+    settings = load_settings(
+        {"VONAGE_PRIVATE_KEY": "from env", "VONAGE_PRIVATE_KEY_PATH": str(path)}, environ={}
+    )
+    assert settings.read_private_key() == "from env"
+
+
+def test_environment_is_read_when_no_mapping_is_given():
+    settings = load_settings(None, environ={"API_KEYS": "k", "PORT": "8080"})
+    assert settings.api_keys == ("k",)
+    assert settings.port == 8080

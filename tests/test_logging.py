@@ -1,0 +1,70 @@
+"""No full phone number, message text, API key, secret or JWT reaches a log line."""
+
+import json
+import logging
+import uuid
+
+import requests
+
+from tests.conftest import API_KEY, MESSAGES_URL, SIGNATURE_SECRET
+
+
+def test_a_full_exchange_logs_no_personal_data_or_secrets(
+    app, client, send, signed_webhook, vonage_api, capfd, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger().setLevel(logging.DEBUG)
+    vonage_api.post(MESSAGES_URL, json={"message_uuid": str(uuid.uuid4())}, status=202)
+    vonage_api.post(MESSAGES_URL, body=requests.ReadTimeout())
+    secret_text = "my PIN is 4711 and I love pancakes"
+
+    send({"to": "+14155550100", "text": secret_text}, headers={"X-Request-ID": "req-abc-123"})
+    send({"to": "+14155550100", "text": secret_text})
+    send({"to": "+1415555", "text": secret_text})
+    inbound = {
+        "message_uuid": str(uuid.uuid4()),
+        "from": "14155550123",
+        "to": "14155550199",
+        "timestamp": "2026-11-26T12:00:00Z",
+        "text": secret_text,
+    }
+    signed_webhook("/webhooks/inbound", inbound)
+    client.post(
+        "/webhooks/inbound",
+        json=inbound,
+        headers={"Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.e30.abc"},
+    )
+    client.get("/messages?number=14155550100", headers={"Authorization": f"Bearer {API_KEY}"})
+
+    captured = capfd.readouterr().err
+    lines = [line for line in captured.splitlines() if line.startswith("{")]
+    assert lines, "expected JSON log lines on stderr"
+    everything = captured + "\n".join(record.getMessage() for record in caplog.records)
+    for forbidden in ("14155550100", "14155550123", "pancakes", API_KEY, SIGNATURE_SECRET, "eyJ"):
+        assert forbidden not in everything, forbidden
+    access = [json.loads(line) for line in lines if '"app.access"' in line]
+    assert {"route", "status", "duration_ms", "request_id", "method"} <= set(access[0])
+    assert access[0]["request_id"] == "req-abc-123"
+
+
+def test_request_id_is_echoed_or_generated(client):
+    assert (
+        client.get("/health", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"]
+        == "abc-123"
+    )
+    generated = client.get("/health", headers={"X-Request-ID": "bad id; DROP"}).headers[
+        "X-Request-ID"
+    ]
+    assert generated and generated != "bad id; DROP"
+
+
+def test_scrub_masks_numbers_jwts_and_bearer_tokens():
+    from app.observability import scrub
+
+    assert scrub("to=+14155550100 ok") == "to=********0100 ok"
+    assert "eyJ" not in scrub("token eyJhbGciOiJIUzI1NiJ9.eyJpYXQiOjF9.c2ln")
+    assert "k3y" not in scrub("Authorization: Bearer k3y")
+    assert (
+        scrub("id 4e5fb2f9-0dc3-4b6e-99e6-123456789012")
+        == "id 4e5fb2f9-0dc3-4b6e-99e6-123456789012"
+    )

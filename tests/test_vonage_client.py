@@ -1,0 +1,112 @@
+"""The thin client: key handling and the retry rule, through `responses`."""
+
+import json
+import time
+
+import pytest
+import requests
+import responses
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from app.vonage_client import (
+    VonageClient,
+    VonageRejected,
+    VonageTimeout,
+    VonageUnavailable,
+    pkcs8_pem,
+)
+
+URL = "https://api-eu.vonage.com/v1/messages"
+
+
+@pytest.fixture
+def client(private_key_pem):
+    sleeps = []
+    vonage = VonageClient(
+        application_id="app-id",
+        private_key=private_key_pem,
+        api_host="api-eu.vonage.com",
+        timeout=2,
+        sleep=sleeps.append,
+    )
+    vonage.sleeps = sleeps
+    return vonage
+
+
+def send(client, deadline_in=5.0):
+    return client.send_sms(
+        to="14155550100",
+        sender="14155550199",
+        text="Hi",
+        client_ref="ref-1",
+        deadline=time.monotonic() + deadline_in,
+    )
+
+
+def test_pkcs1_keys_are_accepted_as_pkcs8():
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pkcs1 = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    assert pkcs8_pem(pkcs1).startswith("-----BEGIN PRIVATE KEY-----")
+
+
+@responses.activate
+def test_uses_the_configured_host_and_a_fresh_rs256_jwt(client):
+    import jwt
+
+    responses.post(URL, json={"message_uuid": "u-1"}, status=202)
+    assert send(client).message_uuid == "u-1"
+    token = responses.calls[0].request.headers["Authorization"].split()[1]
+    header = jwt.get_unverified_header(token)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert header["alg"] == "RS256"
+    assert claims["application_id"] == "app-id"
+    assert json.loads(responses.calls[0].request.body)["client_ref"] == "ref-1"
+
+
+@responses.activate
+def test_backoff_grows_and_stays_bounded(client):
+    responses.post(URL, status=503, json={"title": "Service Unavailable"})
+    with pytest.raises(VonageUnavailable):
+        send(client, deadline_in=60)
+    assert len(responses.calls) == 5
+    assert all(0 <= pause <= 2.0 for pause in client.sleeps)
+
+
+@responses.activate
+def test_deadline_stops_retries(client):
+    responses.post(URL, status=503, json={"title": "Service Unavailable"})
+    with pytest.raises(VonageUnavailable):
+        send(client, deadline_in=0)
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+def test_4xx_is_a_rejection_never_retried(client, status):
+    responses.post(URL, status=status, json={"title": "Nope", "detail": "because"})
+    with pytest.raises(VonageRejected) as error:
+        send(client)
+    assert error.value.detail == "Nope: because"
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_garbage_answers_map_cleanly(client):
+    responses.post(URL, status=502, body="<html>bad gateway</html>")
+    with pytest.raises(Exception) as error:
+        send(client)
+    assert error.value.maybe_sent is True
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_read_timeout_is_maybe_sent(client):
+    responses.post(URL, body=requests.ReadTimeout())
+    with pytest.raises(VonageTimeout) as error:
+        send(client)
+    assert error.value.maybe_sent is True
