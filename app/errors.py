@@ -58,6 +58,7 @@ def problem_response(problem: Problem) -> Response:
         response.headers[name] = value
     if "Retry-After" in problem.headers:
         g.retry_after = problem.headers["Retry-After"]
+    g.problem_type = problem.type
     return response
 
 

@@ -16,6 +16,7 @@ import uuid
 from flask import Flask, g, has_request_context, request
 from pythonjsonlogger.json import JsonFormatter
 
+from app import metrics
 from app.config import Settings
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -111,11 +112,16 @@ def init_app(app: Flask, settings: Settings) -> None:
             response.headers.pop("Retry-After", None)
         started = g.get("started")
         duration_ms = (time.perf_counter() - started) * 1000 if started else None
+        route = request.url_rule.rule if request.url_rule else "<unmatched>"
+        if duration_ms is not None:
+            metrics.REQUEST_LATENCY.labels(route, request.method, response.status_code).observe(
+                duration_ms / 1000
+            )
         log.info(
             "request",
             extra={
                 "method": request.method,
-                "route": request.url_rule.rule if request.url_rule else "<unmatched>",
+                "route": route,
                 "status": response.status_code,
                 "duration_ms": round(duration_ms, 2) if duration_ms is not None else None,
             },

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from flask import g
+
+from app import metrics
 from app.api.schemas import SendRequest
 from app.errors import Problem
 from app.extensions import reading, settings, vonage, writing
@@ -108,7 +111,9 @@ def _send_claimed(request: SendRequest, client, config, throttle) -> SendResult:
             },
         )
 
-    deadline = time.monotonic() + config.vonage_timeout_seconds
+    started = time.monotonic()
+    deadline = started + config.vonage_timeout_seconds
+    outcome = "sent"
     try:
         throttle.acquire(deadline)
         sent = client.send_sms(
@@ -119,6 +124,7 @@ def _send_claimed(request: SendRequest, client, config, throttle) -> SendResult:
             deadline=deadline,
         )
     except NoSlot as error:
+        outcome = "throttled"
         _settle_failure(message_id, today, "failed", {"detail": str(error)}, config)
         raise Problem(
             503,
@@ -127,7 +133,10 @@ def _send_claimed(request: SendRequest, client, config, throttle) -> SendResult:
             headers={"Retry-After": str(max(1, round(error.retry_after)))},
         ) from None
     except VonageError as error:
+        outcome = "maybe_sent" if error.maybe_sent else "not_sent"
         raise _problem_for(error, message_id, today, config) from None
+    finally:
+        metrics.VONAGE_LATENCY.labels(outcome).observe(time.monotonic() - started)
 
     with writing() as connection:
         store.mark_sent(connection, message_id, sent.message_uuid)
@@ -210,6 +219,7 @@ def _replay(replay: guards.IdempotentReplay, body_hash: str) -> SendResult:
             headers={"Retry-After": "1"},
         )
     body = json.loads(replay.response_body)
+    g.idempotent_replay = True
     if replay.response_status >= 400:
         extra = {k: v for k, v in body.items() if k not in ("type", "title", "status", "detail")}
         problem = Problem(replay.response_status, body["title"], detail=body.get("detail"), **extra)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import sending
+from app import metrics, sending
 from app.api import history
 from app.api.auth import rate_limit_key, require_api_key
 from app.api.schemas import idempotency_key, json_object, parse_send
@@ -123,6 +123,22 @@ def _history_query(args):
     cursor = args.get("cursor")
     after = history.decode_cursor(cursor) if cursor else None
     return store.MessageFilter(direction, number, status), limit, after
+
+
+@bp.after_app_request
+def count_send(response):
+    if request.endpoint == "api.send_sms":
+        outcome = metrics.send_outcome(
+            response.status_code, g.get("problem_type"), g.get("idempotent_replay", False)
+        )
+        metrics.SENDS.labels(outcome).inc()
+    return response
+
+
+@bp.get("/metrics")
+def prometheus_metrics():
+    body, content_type = metrics.render()
+    return Response(body, content_type=content_type)
 
 
 @bp.get("/health")

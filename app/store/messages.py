@@ -64,8 +64,11 @@ def insert_inbound(connection: Connection, row: dict[str, Any]) -> bool:
     return connection.execute(statement).first() is not None
 
 
-def insert_event(connection: Connection, event: dict[str, Any]) -> bool:
-    """Keep the event (even for an unknown message), then move its message forward."""
+def insert_event(connection: Connection, event: dict[str, Any]) -> str | None:
+    """Keep the event (even for an unknown message), then move its message forward.
+
+    None for a duplicate; else `"advanced"` if the message's status moved, `"kept"` if not.
+    """
     now = utcnow()
     statement = (
         upsert(connection, events)
@@ -74,7 +77,7 @@ def insert_event(connection: Connection, event: dict[str, Any]) -> bool:
         .returning(events.c.id)
     )
     if connection.execute(statement).first() is None:
-        return False
+        return None
     target = messages.c.message_uuid == event["message_uuid"]
     if event.get("client_ref"):
         target = or_(
@@ -85,8 +88,10 @@ def insert_event(connection: Connection, event: dict[str, Any]) -> bool:
                 messages.c.message_uuid.is_(None),
             ),
         )
-    _advance(connection, target, event["status"], event, now, link_uuid=event["message_uuid"])
-    return True
+    moved = _advance(
+        connection, target, event["status"], event, now, link_uuid=event["message_uuid"]
+    )
+    return "advanced" if moved else "kept"
 
 
 def _advance(
@@ -96,15 +101,16 @@ def _advance(
     event: dict[str, Any] | None,
     now: datetime,
     link_uuid: str | None = None,
-) -> None:
+) -> bool:
     values: dict[str, Any] = {"status": status, "updated_at": now}
     if event is not None and event.get("error"):
         values["error"] = event["error"]
     if link_uuid is not None:
         values["message_uuid"] = func.coalesce(messages.c.message_uuid, link_uuid)
-    connection.execute(
+    result = connection.execute(
         update(messages).where(target, messages.c.status.in_(statuses_below(status))).values(values)
     )
+    return result.rowcount > 0
 
 
 def _best_event_status(connection: Connection, message_uuid: str) -> str | None:

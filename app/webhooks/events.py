@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from app import metrics
 from app.errors import validation_problem
 from app.sms import keyword
 from app.store import guards
@@ -111,10 +112,16 @@ def store_inbound(connection: Connection, message: dict[str, Any]) -> bool:
     by_text = keyword(message["text"])
     if by_text == "opt_out" or keyword(message["keyword"]) == "opt_out":
         guards.opt_out(connection, message["from_number"], message["message_uuid"])
+        metrics.OPT_OUTS.labels("opt_out").inc()
     elif by_text == "opt_in":
         guards.opt_in(connection, message["from_number"])
+        metrics.OPT_OUTS.labels("opt_in").inc()
     return True
 
 
 def store_status(connection: Connection, event: dict[str, Any]) -> bool:
-    return store.insert_event(connection, event)
+    effect = store.insert_event(connection, event)
+    if effect is not None:
+        status = event["status"] if event["status"] in metrics.KNOWN_STATUSES else "other"
+        metrics.STATUS_EVENTS.labels(status, effect).inc()
+    return effect is not None

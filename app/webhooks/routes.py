@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
+from app import metrics
 from app.errors import Problem
 from app.extensions import settings, writing
 from app.sms import mask_number
@@ -44,11 +45,22 @@ def verify_signature() -> None:
         raise Problem(
             503,
             "Unsigned webhook",
+            type="unsigned-webhook",
             detail="no Authorization header; Vonage will retry with a signed call",
             headers={"Retry-After": "60"},
         ) from None
     except InvalidSignature as error:
         raise Problem(401, "Invalid signature", detail=str(error)) from None
+
+
+@bp.after_request
+def count_webhook(response):
+    kind = (request.endpoint or ".unknown").rsplit(".", 1)[-1]
+    outcome = metrics.webhook_outcome(
+        response.status_code, g.get("problem_type"), g.get("webhook_duplicate", False)
+    )
+    metrics.WEBHOOKS.labels(kind, outcome).inc()
+    return response
 
 
 def _payload() -> dict:
@@ -64,11 +76,16 @@ def _payload() -> dict:
 def _store(store_event, parsed) -> bool:
     try:
         with writing() as connection:
-            return store_event(connection, parsed)
+            stored = store_event(connection, parsed)
+        g.webhook_duplicate = not stored
+        return stored
     except SQLAlchemyError:
         log.exception("webhook not stored")
         raise Problem(
-            503, "Service Unavailable", detail="the event could not be stored; retry later"
+            503,
+            "Service Unavailable",
+            type="storage-unavailable",
+            detail="the event could not be stored; retry later",
         ) from None
 
 

@@ -1,0 +1,96 @@
+"""Prometheus metrics, correct under several gunicorn workers.
+
+With PROMETHEUS_MULTIPROC_DIR set (the Procfile's gunicorn config prepares it
+before any worker starts) each worker writes its own files and /metrics adds
+them up; without it (tests, `python -m app`) the default registry is used.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+SENDS = Counter(
+    "sms_sends_total",
+    "POST /send-sms outcomes: submitted, rejected, unavailable, unknown, opted_out, "
+    "daily_limit, throttled, replayed, invalid",
+    ["outcome"],
+)
+WEBHOOKS = Counter(
+    "sms_webhooks_total",
+    "Webhook calls by kind (inbound, status) and outcome (stored, duplicate, "
+    "bad_signature, unsigned, invalid, unavailable)",
+    ["kind", "outcome"],
+)
+STATUS_EVENTS = Counter(
+    "sms_status_events_total",
+    "Status events stored, by status and whether they moved the message forward",
+    ["status", "effect"],
+)
+OPT_OUTS = Counter("sms_opt_out_changes_total", "Opt-out keyword messages", ["change"])
+REQUEST_LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time to answer a request, by route, method and status",
+    ["route", "method", "status"],
+    buckets=_LATENCY_BUCKETS,
+)
+VONAGE_LATENCY = Histogram(
+    "vonage_send_duration_seconds",
+    "Time spent in one send to Vonage, retries and throttle wait included, by outcome",
+    ["outcome"],
+    buckets=_LATENCY_BUCKETS,
+)
+
+
+_SEND_PROBLEMS = {
+    "daily-limit": "daily_limit",
+    "opted-out": "opted_out",
+    "idempotency-key-reused": "idempotency_conflict",
+    "idempotency-key-in-flight": "in_flight",
+    "vonage-rejected": "rejected",
+    "vonage-outcome-unknown": "unknown",
+    "vonage-unavailable": "unavailable",
+}
+_WEBHOOK_PROBLEMS = {"unsigned-webhook": "unsigned", "storage-unavailable": "unavailable"}
+KNOWN_STATUSES = frozenset({"submitted", "delivered", "rejected", "undeliverable", "read"})
+
+
+def _problem_slug(problem_type: str | None) -> str:
+    return (problem_type or "").rsplit(":", 1)[-1]
+
+
+def send_outcome(status: int, problem_type: str | None, replayed: bool) -> str:
+    if status < 400:
+        return "replayed" if replayed else "submitted"
+    slug = _problem_slug(problem_type)
+    if slug in _SEND_PROBLEMS:
+        return _SEND_PROBLEMS[slug]
+    return {401: "unauthorized", 429: "rate_limited", 503: "unavailable"}.get(status, "invalid")
+
+
+def webhook_outcome(status: int, problem_type: str | None, duplicate: bool) -> str:
+    if status == 200:
+        return "duplicate" if duplicate else "stored"
+    slug = _problem_slug(problem_type)
+    if slug in _WEBHOOK_PROBLEMS:
+        return _WEBHOOK_PROBLEMS[slug]
+    return {401: "bad_signature", 503: "unavailable"}.get(status, "invalid")
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text for every worker's metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

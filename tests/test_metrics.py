@@ -1,0 +1,81 @@
+"""GET /metrics: counters and histograms for sends, webhooks and requests."""
+
+import uuid
+
+import pytest
+from prometheus_client import REGISTRY
+
+from app import metrics
+from tests.conftest import MESSAGES_URL
+
+
+def sample(name, **labels):
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_sends_and_webhooks_are_counted_by_outcome(app, client, send, signed_webhook, vonage_api):
+    before_sent = sample("sms_sends_total", outcome="submitted")
+    before_invalid = sample("sms_sends_total", outcome="invalid")
+    before_stored = sample("sms_webhooks_total", kind="status", outcome="stored")
+    before_bad = sample("sms_webhooks_total", kind="inbound", outcome="bad_signature")
+    before_unsigned = sample("sms_webhooks_total", kind="inbound", outcome="unsigned")
+    vonage_api.post(MESSAGES_URL, json={"message_uuid": str(uuid.uuid4())}, status=202)
+
+    sent = send({"to": "+14155550100", "text": "Hi"}).json
+    send({"to": "nope", "text": "Hi"})
+    status = {
+        "message_uuid": sent["message_uuid"],
+        "status": "delivered",
+        "timestamp": "2026-11-26T12:00:00Z",
+    }
+    signed_webhook("/webhooks/status", status)
+    client.post("/webhooks/inbound", json={}, headers={"Authorization": "Bearer x.y.z"})
+    client.post("/webhooks/inbound", json={})
+
+    assert sample("sms_sends_total", outcome="submitted") == before_sent + 1
+    assert sample("sms_sends_total", outcome="invalid") == before_invalid + 1
+    assert sample("sms_webhooks_total", kind="status", outcome="stored") == before_stored + 1
+    assert sample("sms_webhooks_total", kind="inbound", outcome="bad_signature") == before_bad + 1
+    assert sample("sms_webhooks_total", kind="inbound", outcome="unsigned") == before_unsigned + 1
+
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "sms_status_events_total" in text
+    assert 'http_request_duration_seconds_bucket{le="0.005",method="POST",route="/send-sms"' in text
+    assert "vonage_send_duration_seconds_count" in text
+
+
+def test_metrics_need_no_key_and_are_never_rate_limited(make_app):
+    client = make_app(SEND_SMS_RATE_LIMIT="1/minute").test_client()
+    assert [client.get("/metrics").status_code for _ in range(3)] == [200] * 3
+    assert client.get("/metrics").content_type.startswith("text/plain")
+
+
+@pytest.mark.parametrize(
+    ("status", "problem_type", "replayed", "outcome"),
+    [
+        (202, None, False, "submitted"),
+        (202, None, True, "replayed"),
+        (422, "urn:sms-service:problem:opted-out", False, "opted_out"),
+        (422, "urn:sms-service:problem:validation", False, "invalid"),
+        (429, "urn:sms-service:problem:daily-limit", False, "daily_limit"),
+        (429, "about:blank", False, "rate_limited"),
+        (502, "urn:sms-service:problem:vonage-rejected", False, "rejected"),
+        (504, "urn:sms-service:problem:vonage-outcome-unknown", False, "unknown"),
+        (503, "about:blank", False, "unavailable"),
+        (401, "about:blank", False, "unauthorized"),
+    ],
+)
+def test_send_outcomes(status, problem_type, replayed, outcome):
+    assert metrics.send_outcome(status, problem_type, replayed) == outcome
+
+
+def test_unknown_webhook_status_values_do_not_explode_label_cardinality(app, signed_webhook):
+    payload = {
+        "message_uuid": str(uuid.uuid4()),
+        "status": "x" * 20,
+        "timestamp": "2026-11-26T12:00:00Z",
+    }
+    before = sample("sms_status_events_total", status="other", effect="kept")
+    assert signed_webhook("/webhooks/status", payload).status_code == 200
+    assert sample("sms_status_events_total", status="other", effect="kept") == before + 1
+
