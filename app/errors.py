@@ -6,6 +6,8 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, g, json
+from redis.exceptions import RedisError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 PROBLEM_JSON = "application/problem+json"
@@ -84,7 +86,24 @@ def _from_unexpected(error: InternalServerError) -> Response:
     return problem_response(Problem(500, "Internal Server Error"))
 
 
+def _dependency_down(error: Exception) -> Response:
+    """The database or the limit storage does not answer: 503, so callers retry."""
+    log.error("dependency unavailable: %s", type(error).__name__)
+    return problem_response(
+        Problem(
+            503,
+            "Service Unavailable",
+            type="dependency-unavailable",
+            detail="a backing service does not answer; retry later",
+            headers={"Retry-After": "5"},
+        )
+    )
+
+
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(Problem, problem_response)
+    app.register_error_handler(OperationalError, _dependency_down)
+    app.register_error_handler(InterfaceError, _dependency_down)
+    app.register_error_handler(RedisError, _dependency_down)
     app.register_error_handler(InternalServerError, _from_unexpected)
     app.register_error_handler(HTTPException, _from_http_exception)

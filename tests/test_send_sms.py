@@ -519,3 +519,44 @@ def test_rate_limit_per_key_answers_429_with_retry_after(make_app, vonage_api, l
     assert limited.headers["X-RateLimit-Limit"] == "2"
     assert len(vonage_api.calls) == 2
     assert post(OTHER_API_KEY).status_code == 202
+
+
+def test_database_down_is_503_and_nothing_sent(app, send, vonage_api, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    def broken(*args, **kwargs):
+        raise OperationalError("SELECT", {}, Exception("could not connect"))
+
+    monkeypatch.setattr("app.store.guards.is_opted_out", broken)
+    response = send({"to": TO, "text": "Hi"})
+    assert response.status_code == 503
+    assert response.json["type"].endswith("dependency-unavailable")
+    assert len(vonage_api.calls) == 0
+
+
+def test_rate_limit_storage_down_fails_closed_with_503(make_app, vonage_api):
+    app = make_app(RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0")
+    response = app.test_client().post(
+        "/send-sms", json={"to": TO, "text": "Hi"}, headers=auth_headers()
+    )
+    assert response.status_code == 503
+    assert len(vonage_api.calls) == 0
+    assert count_rows(app, "messages") == 0
+
+
+def test_expired_idempotency_keys_are_purged_and_reusable(app, send, vonage_api):
+    from datetime import timedelta
+
+    from app.store.dialect import utcnow
+
+    accepted(vonage_api)
+    headers = {"Idempotency-Key": "old-key"}
+    assert send({"to": TO, "text": "Hi"}, headers=headers).status_code == 202
+    with app.extensions["db"].begin() as connection:
+        connection.execute(
+            text("UPDATE idempotency_keys SET created_at = :t"),
+            {"t": utcnow() - timedelta(hours=25)},
+        )
+    assert send({"to": TO, "text": "Other"}, headers=headers).status_code == 202
+    assert count_rows(app, "idempotency_keys") == 1
+    assert len(vonage_api.calls) == 2

@@ -71,13 +71,7 @@ def claim_idempotency_key(
 ) -> IdempotentReplay | None:
     """None when this request now owns the key; else what the first request left."""
     now = utcnow()
-    connection.execute(
-        delete(idempotency_keys).where(
-            idempotency_keys.c.owner == owner,
-            idempotency_keys.c.key == key,
-            idempotency_keys.c.created_at < now - IDEMPOTENCY_TTL,
-        )
-    )
+    purge_expired_idempotency_keys(connection, now)
     inserted = connection.execute(
         upsert(connection, idempotency_keys)
         .values(owner=owner, key=key, request_hash=request_hash, created_at=now)
