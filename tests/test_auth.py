@@ -10,10 +10,11 @@ from app.api import auth
 @pytest.mark.parametrize("presented", ["key-one", "key-three", "nope", "k" * 5000])
 def test_every_key_is_compared_whatever_matches(monkeypatch, presented):
     calls = []
+    original = hmac.compare_digest
 
     def counting_compare(a, b):
         calls.append((len(a), len(b)))
-        return hmac.compare_digest(a, b)
+        return original(a, b)
 
     monkeypatch.setattr(auth.hmac, "compare_digest", counting_compare)
     keys = ("key-one", "key-two", "key-three")
@@ -21,7 +22,7 @@ def test_every_key_is_compared_whatever_matches(monkeypatch, presented):
 
     assert match == (presented if presented in keys else None)
     assert len(calls) == len(keys)
-    assert {pair for pair in calls} == {(32, 32)}, "digests of equal length, whatever the input"
+    assert set(calls) == {(32, 32)}, "digests of equal length, whatever the input"
 
 
 def test_fingerprint_is_stable_and_reveals_nothing():
