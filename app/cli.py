@@ -1,20 +1,208 @@
-"""Flask commands for operators: `flask --app app <command>`."""
+"""Flask commands for operators: `flask --app app <command>`.
+
+- `migrate`: apply the database migrations (the Procfile's release phase).
+- `send-sms`: send one SMS through the service's own sending path.
+- `webhook inbound|status`: post a webhook signed as Vonage signs it to any
+  deployment (a tunnel URL, staging), to check it end to end.
+- `set-webhooks`: point the Vonage application's Messages webhooks at a base URL.
+"""
 
 from __future__ import annotations
 
-import click
-from flask import Flask, current_app
+import json
+from typing import Any
+from urllib.parse import urlsplit
 
+import click
+import requests
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+
+from app import sending
+from app.api.schemas import parse_send
+from app.errors import Problem
 from app.store import migrate as migrations
+from app.vonage_client import application_api
+from app.webhooks.payloads import (
+    INBOUND_PATH,
+    STATUS_PATH,
+    inbound_payload,
+    post_signed,
+    status_payload,
+)
+
+STATUSES = ("submitted", "delivered", "rejected", "undeliverable", "read")
+WEBHOOK_TIMEOUT_SECONDS = 10
 
 
 def register(app: Flask) -> None:
     app.cli.add_command(migrate_command)
+    app.cli.add_command(send_sms_command)
+    app.cli.add_command(webhook_group)
+    app.cli.add_command(set_webhooks_command)
+
+
+def _settings():
+    return current_app.extensions["settings"]
+
+
+def _base_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise click.BadParameter("must be an http(s) URL such as https://x.ngrok.app")
+    return value.rstrip("/")
 
 
 @click.command("migrate")
 @click.option("--revision", default="head", show_default=True)
+@with_appcontext
 def migrate_command(revision: str) -> None:
     """Apply the database migrations (the Procfile's release phase runs this)."""
     migrations.upgrade(current_app.extensions["db"], revision)
     click.echo(f"database at {revision}")
+
+
+@click.command("send-sms")
+@click.option("--to", "to", required=True, help="E.164 number, e.g. +14155550100")
+@click.option("--text", required=True)
+@click.option("--client-ref", default=None, help="your reference, stored and returned")
+@with_appcontext
+def send_sms_command(to: str, text: str, client_ref: str | None) -> None:
+    """Send one SMS exactly as POST /send-sms does (opt-outs, limits, row, Vonage).
+
+    Prints the 202 body, or the problem body and exits 1.
+    """
+    body = {"to": to, "text": text}
+    if client_ref is not None:
+        body["client_ref"] = client_ref
+    try:
+        send_request = parse_send(body, _settings().sms_max_length)
+        result = sending.send(
+            send_request,
+            owner="cli",
+            idempotency_key=None,
+            body_hash=sending.request_hash(body),
+            throttle=current_app.extensions["throttle"],
+        )
+    except Problem as problem:
+        # stdout, like a success: stderr carries the app's log lines.
+        click.echo(json.dumps(problem.to_dict(), indent=2))
+        raise click.exceptions.Exit(1) from None
+    click.echo(json.dumps(result.body, indent=2))
+
+
+@click.group("webhook")
+def webhook_group() -> None:
+    """Post a signed Vonage webhook to a running deployment (VONAGE_SIGNATURE_SECRET)."""
+
+
+def _post_webhook(url: str, payload: dict[str, Any]) -> None:
+    secret = _settings().vonage_signature_secret
+    if not secret:
+        raise click.UsageError("VONAGE_SIGNATURE_SECRET is not set")
+    click.echo(f"POST {url}")
+    click.echo(json.dumps(payload, indent=2))
+    try:
+        response = post_signed(url, payload, secret, timeout=WEBHOOK_TIMEOUT_SECONDS)
+    except requests.RequestException as error:
+        raise click.ClickException(f"could not reach {url}: {error}") from None
+    click.echo(f"-> {response.status_code} {response.text.strip()}")
+    if response.status_code != 200:
+        raise click.exceptions.Exit(1)
+
+
+@webhook_group.command("inbound")
+@click.option("--url", "base_url", required=True, help="the app's base URL")
+@click.option("--from", "sender", required=True, help="the texter's number")
+@click.option("--text", required=True)
+@click.option("--to", "recipient", default=None, help="default: VONAGE_NUMBER")
+@click.option("--message-uuid", default=None, help="default: a new uuid (reuse one to replay)")
+@with_appcontext
+def webhook_inbound_command(
+    base_url: str, sender: str, text: str, recipient: str | None, message_uuid: str | None
+) -> None:
+    """An inbound SMS, as Vonage posts it to /webhooks/inbound."""
+    recipient = recipient or _settings().vonage_number
+    if not recipient:
+        raise click.UsageError("give --to or set VONAGE_NUMBER")
+    payload = inbound_payload(
+        sender=sender, recipient=recipient, text=text, message_uuid=message_uuid
+    )
+    _post_webhook(_base_url(base_url) + INBOUND_PATH, payload)
+
+
+@webhook_group.command("status")
+@click.option("--url", "base_url", required=True, help="the app's base URL")
+@click.option("--message-uuid", required=True)
+@click.option("--status", type=click.Choice(STATUSES), required=True)
+@click.option("--to", "recipient", required=True, help="the number the message went to")
+@click.option("--from", "sender", default=None, help="default: VONAGE_NUMBER")
+@click.option("--client-ref", default=None, help="the service's message id (its `id`)")
+@click.option("--error-code", type=int, default=None, help="adds an error object, e.g. 1250")
+@with_appcontext
+def webhook_status_command(
+    base_url: str,
+    message_uuid: str,
+    status: str,
+    recipient: str,
+    sender: str | None,
+    client_ref: str | None,
+    error_code: int | None,
+) -> None:
+    """A delivery status event, as Vonage posts it to /webhooks/status."""
+    sender = sender or _settings().vonage_number
+    if not sender:
+        raise click.UsageError("give --from or set VONAGE_NUMBER")
+    payload = status_payload(
+        message_uuid=message_uuid,
+        status=status,
+        to=recipient,
+        sender=sender,
+        client_ref=client_ref,
+        error_code=error_code,
+    )
+    _post_webhook(_base_url(base_url) + STATUS_PATH, payload)
+
+
+@click.command("set-webhooks")
+@click.option("--base-url", required=True, help="public base URL, e.g. https://x.ngrok.app")
+@with_appcontext
+def set_webhooks_command(base_url: str) -> None:
+    """Point the application's Messages inbound and status webhooks (v1) at BASE_URL.
+
+    Reads the application, changes only its messages capability, and writes it
+    back, so voice/rtc settings, keys and privacy stay as they were.
+    """
+    settings = _settings()
+    base = _base_url(base_url)
+    missing = [
+        name
+        for name in ("VONAGE_API_KEY", "VONAGE_API_SECRET", "VONAGE_APPLICATION_ID")
+        if not getattr(settings, name.lower())
+    ]
+    if missing:
+        raise click.UsageError("missing settings: " + ", ".join(missing))
+
+    api = application_api(settings)
+    application_id = settings.vonage_application_id
+    # The SDK raises its own error classes (only app.vonage_client may import
+    # them); any failure here is reported to the operator as it is.
+    try:
+        current = api.get_application(application_id)
+        config = current.model_dump(
+            include={"name", "capabilities", "privacy", "keys"}, exclude_none=True
+        )
+        capabilities = config.setdefault("capabilities", {})
+        messages = capabilities.setdefault("messages", {})
+        messages["version"] = "v1"
+        messages["webhooks"] = {
+            "inbound_url": {"address": base + INBOUND_PATH, "http_method": "POST"},
+            "status_url": {"address": base + STATUS_PATH, "http_method": "POST"},
+        }
+        updated = api.update_application(application_id, config)
+    except Exception as error:
+        raise click.ClickException(f"the Application API call failed: {error}") from None
+    hooks = updated.capabilities.messages.webhooks
+    click.echo(f"application {updated.id} ({updated.name})")
+    click.echo(f"  inbound_url: {hooks.inbound_url.address}")
+    click.echo(f"  status_url:  {hooks.status_url.address}")

@@ -17,6 +17,9 @@ graceful_timeout = 30
 keepalive = 5
 accesslog = None
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn 23+ opens one control socket per user by default; two instances on
+# one host (blue/green, or the tests) would fight over it.
+control_socket_disable = True
 
 # Metrics from every worker are added up from files in this folder; it must be
 # set before prometheus_client is imported and emptied before workers start.

@@ -13,6 +13,7 @@ timeout or a 500/502/504 could send a paid duplicate: those are never retried.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -275,7 +276,6 @@ def build_client(settings) -> VonageClient | None:
 def application_api(settings) -> Application:
     """The SDK's Application API (account credentials), for the operator CLI."""
     auth = Auth(api_key=settings.vonage_api_key, api_secret=settings.vonage_api_secret)
-    options = HttpClientOptions(
-        api_host=settings.vonage_api_host, timeout=int(settings.vonage_timeout_seconds)
-    )
+    # The Application API lives on api.nexmo.com whatever Messages host is set.
+    options = HttpClientOptions(timeout=max(1, math.ceil(settings.vonage_timeout_seconds)))
     return Application(HttpClient(auth, options))

@@ -27,8 +27,9 @@ class Faults:
 
     latency_ms: wait before answering every send.
     status, retry_after: answer with this HTTP status (and Retry-After seconds).
-    hang_seconds: sleep this long before answering (the send still succeeds),
-        so a client with a shorter read timeout gives up first.
+    hang_seconds: wait this long, or until `POST /_sim/release`, before
+        answering (the send still succeeds), so a client with a shorter read
+        timeout gives up first.
     webhook_first: deliver the status webhooks before answering the send.
     duplicate_webhooks: deliver every status webhook twice.
     times: apply to the next N sends only, then clear (omitted: until reset).
@@ -78,6 +79,8 @@ class SimState:
     webhooks: list[dict[str, Any]] = field(default_factory=list)
     _faults: Faults = field(default_factory=Faults)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _wake: threading.Condition = field(default_factory=threading.Condition)
+    _generation: int = 0
 
     def set_faults(self, faults: Faults) -> None:
         with self._lock:
@@ -95,6 +98,17 @@ class SimState:
                 remaining = current.times - 1
                 self._faults = replace(current, times=remaining) if remaining else Faults()
             return current
+
+    def hang(self, seconds: float) -> None:
+        """Block up to `seconds`, or until `release_hung()` is called."""
+        with self._wake:
+            generation = self._generation
+            self._wake.wait_for(lambda: self._generation != generation, timeout=seconds)
+
+    def release_hung(self) -> None:
+        with self._wake:
+            self._generation += 1
+            self._wake.notify_all()
 
     def record_message(self, entry: dict[str, Any]) -> None:
         with self._lock:

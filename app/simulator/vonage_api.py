@@ -84,7 +84,9 @@ def invalid_parameters(body: Any) -> list[dict[str, str]]:
     if client_ref is not None and (
         not isinstance(client_ref, str) or len(client_ref) > MAX_CLIENT_REF
     ):
-        errors.append({"name": "client_ref", "reason": f"must be at most {MAX_CLIENT_REF} characters"})
+        errors.append(
+            {"name": "client_ref", "reason": f"must be at most {MAX_CLIENT_REF} characters"}
+        )
     webhook_url = body.get("webhook_url")
     if webhook_url is not None and (
         not isinstance(webhook_url, str) or not webhook_url.startswith(("http://", "https://"))

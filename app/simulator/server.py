@@ -1,0 +1,194 @@
+"""The simulator's Flask app: the Messages API send call and the `/_sim/` controls."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from app.simulator import vonage_api
+from app.simulator.state import Faults, InvalidFaults, SimState
+from app.simulator.webhooks import RetryPolicy, WebhookSender
+from app.sms import segment
+from app.webhooks.payloads import INBOUND_PATH, STATUS_PATH, inbound_payload, status_payload
+
+PROBLEM_JSON = "application/problem+json"
+
+# Test numbers: recipient -> the status events after the send is accepted.
+REJECTED_NUMBER = "14155550110"
+UNDELIVERABLE_NUMBER = "14155550111"
+NO_RECEIPT_NUMBER = "14155550112"
+OUTCOMES: dict[str, list[tuple[str, int | None, str | None]]] = {
+    REJECTED_NUMBER: [("rejected", 1250, "Unroutable: the carrier refused the message")],
+    UNDELIVERABLE_NUMBER: [("undeliverable", 1260, "Destination unreachable")],
+    NO_RECEIPT_NUMBER: [("submitted", None, None)],
+}
+DEFAULT_OUTCOME = [("submitted", None, None), ("delivered", None, None)]
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    application_id: str
+    public_key: bytes
+    signature_secret: str
+    webhook_base: str = "http://127.0.0.1:3000"
+    number: str = ""
+    delivery_delay: float = 0.5
+    retry: RetryPolicy = RetryPolicy()
+
+
+def create_simulator(config: SimConfig, state: SimState | None = None) -> Flask:
+    state = state or SimState()
+    sender = WebhookSender(state, config.signature_secret, config.retry)
+    app = Flask(__name__)
+    app.extensions["sim_state"] = state
+    app.extensions["sim_sender"] = sender
+
+    def answer(entry: dict[str, Any], status: int, body: dict, headers=None):
+        entry["response_status"] = status
+        state.record_message(entry)
+        response = jsonify(body)
+        response.status_code = status
+        if status >= 400:
+            response.mimetype = PROBLEM_JSON
+        response.headers.update(headers or {})
+        return response
+
+    def deliver_statuses(message: dict[str, Any], url: str, duplicate: bool) -> None:
+        events = OUTCOMES.get(message["to"], DEFAULT_OUTCOME)
+        for index, (status, error_code, error_detail) in enumerate(events):
+            if index:
+                time.sleep(config.delivery_delay)
+            payload = status_payload(
+                message_uuid=message["message_uuid"],
+                status=status,
+                to=message["to"],
+                sender=message["from"],
+                client_ref=message.get("client_ref"),
+                error_code=error_code,
+                error_detail=error_detail,
+                segments=segment(message["text"]).segments,
+            )
+            for _ in range(2 if duplicate else 1):
+                sender.deliver(url, payload, kind="status")
+
+    @app.post("/v1/messages")
+    def send_message():
+        faults = state.take_faults()
+        body = request.get_json(silent=True)
+        entry = {
+            "received_at": datetime.now(UTC).isoformat(),
+            "request": body if body is not None else request.get_data(as_text=True),
+            "response_status": None,
+            "message_uuid": None,
+        }
+        if faults.latency_ms:
+            time.sleep(faults.latency_ms / 1000)
+        refusal = vonage_api.check_jwt(
+            request.headers.get("Authorization"),
+            public_key=config.public_key,
+            application_id=config.application_id,
+        )
+        if refusal:
+            return answer(entry, 401, vonage_api.unauthorized(refusal))
+        errors = vonage_api.invalid_parameters(body)
+        if errors:
+            return answer(entry, 422, vonage_api.invalid_params_problem(errors))
+        if faults.hang_seconds:
+            state.hang(faults.hang_seconds)
+        if faults.status:
+            headers = {"Retry-After": str(faults.retry_after)} if faults.retry_after else None
+            return answer(entry, faults.status, vonage_api.fault_problem(faults.status), headers)
+
+        message_uuid = str(uuid.uuid4())
+        entry["message_uuid"] = message_uuid
+        message = {**body, "message_uuid": message_uuid}
+        url = body.get("webhook_url") or config.webhook_base.rstrip("/") + STATUS_PATH
+        if faults.webhook_first:
+            deliver_statuses(message, url, faults.duplicate_webhooks)
+        else:
+            sender.in_background(lambda: deliver_statuses(message, url, faults.duplicate_webhooks))
+        return answer(entry, 202, {"message_uuid": message_uuid})
+
+    @app.get("/_sim/health")
+    def health():
+        return jsonify(status="ok")
+
+    @app.get("/_sim/faults")
+    def get_faults():
+        return jsonify(state.faults().to_dict())
+
+    @app.post("/_sim/faults")
+    def set_faults():
+        try:
+            faults = Faults.parse(request.get_json(silent=True))
+        except InvalidFaults as error:
+            return _problem(400, "Invalid faults", str(error))
+        state.set_faults(faults)
+        return jsonify(faults.to_dict())
+
+    @app.delete("/_sim/faults")
+    def reset_faults():
+        state.set_faults(Faults())
+        return jsonify(Faults().to_dict())
+
+    @app.post("/_sim/release")
+    def release():
+        """Let every send held by `hang_seconds` go on now."""
+        state.release_hung()
+        return jsonify(status="released")
+
+    @app.get("/_sim/messages")
+    def list_messages():
+        return jsonify(messages=state.snapshot()[0])
+
+    @app.get("/_sim/webhooks")
+    def list_webhooks():
+        return jsonify(webhooks=state.snapshot()[1])
+
+    @app.post("/_sim/inbound")
+    def inject_inbound():
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return _problem(400, "Bad Request", "send a JSON object with from and text")
+        sender_number, text = body.get("from"), body.get("text")
+        recipient = body.get("to") or config.number
+        problems = [
+            f"{name} is required"
+            for name, value in (("from", sender_number), ("text", text), ("to", recipient))
+            if not isinstance(value, str) or not value
+        ]
+        if problems:
+            return _problem(400, "Bad Request", "; ".join(problems))
+        payload = inbound_payload(
+            sender=sender_number,
+            recipient=recipient,
+            text=text,
+            message_uuid=body.get("message_uuid"),
+        )
+        url = config.webhook_base.rstrip("/") + INBOUND_PATH
+        response_status = sender.deliver_now(url, payload, kind="inbound")
+        return jsonify(
+            message_uuid=payload["message_uuid"],
+            url=url,
+            response_status=response_status,
+            payload=payload,
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        return _problem(error.code or 500, error.name, error.description or "")
+
+    return app
+
+
+def _problem(status: int, title: str, detail: str):
+    response = jsonify(vonage_api.problem(f"#{status}", title, detail))
+    response.status_code = status
+    response.mimetype = PROBLEM_JSON
+    return response
