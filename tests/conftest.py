@@ -45,7 +45,8 @@ def private_key_pem() -> str:
 def postgres_ready():
     """Migrate the test PostgreSQL database once per session."""
     if not TEST_DATABASE_URL:
-        return None
+        yield None
+        return
     from app.store.engine import build_engine
     from app.store.migrate import upgrade
 
@@ -54,7 +55,8 @@ def postgres_ready():
         connection.execute(text("DROP SCHEMA public CASCADE"))
         connection.execute(text("CREATE SCHEMA public"))
     upgrade(engine)
-    return engine
+    yield engine
+    engine.dispose()
 
 
 def _empty_postgres(engine) -> None:
