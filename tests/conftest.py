@@ -162,13 +162,15 @@ def signed_webhook(client):
     ):
         raw = body if body is not None else json.dumps(payload).encode()
         token = sign(raw, secret, **claims)
-        return client.post(
-            path,
-            data=raw,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        return client.post(path, data=raw, headers=headers)
 
     return post
+
+
+def signed_headers(body: bytes, secret: str = SIGNATURE_SECRET) -> dict[str, str]:
+    """Headers Vonage sends with `body`: its signed JWT and the JSON content type."""
+    return {"Authorization": f"Bearer {sign(body, secret)}", "Content-Type": "application/json"}
 
 
 def count_rows(app, table: str) -> int:

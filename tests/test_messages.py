@@ -5,11 +5,10 @@ import uuid
 
 import pytest
 
-from tests.conftest import OTHER_API_KEY, SIGNATURE_SECRET, auth_headers
+from tests.conftest import OTHER_API_KEY, SIGNATURE_SECRET, auth_headers, signed_headers
 
 
 def store_inbound(app, count, sender="14155550100", text_body="hello"):
-    from app.webhooks.signature import sign
 
     uuids = []
     client = app.test_client()
@@ -26,10 +25,7 @@ def store_inbound(app, count, sender="14155550100", text_body="hello"):
         response = client.post(
             "/webhooks/inbound",
             data=body,
-            headers={
-                "Authorization": f"Bearer {sign(body, SIGNATURE_SECRET)}",
-                "Content-Type": "application/json",
-            },
+            headers=signed_headers(body, SIGNATURE_SECRET),
         )
         assert response.status_code == 200
         uuids.append(payload["message_uuid"])

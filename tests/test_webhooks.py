@@ -8,7 +8,13 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import MESSAGES_URL, SIGNATURE_SECRET, auth_headers, count_rows
+from tests.conftest import (
+    MESSAGES_URL,
+    SIGNATURE_SECRET,
+    auth_headers,
+    count_rows,
+    signed_headers,
+)
 
 
 def inbound_payload(text_body="Hello there", sender="14155550100", **overrides):
@@ -119,7 +125,6 @@ def test_stale_token_is_401(app, signed_webhook):
 
 
 def test_previous_secret_accepted_while_rotating(make_app):
-    from app.webhooks.signature import sign
 
     old = "old-signature-secret-0123456789abcdef"
     app = make_app(VONAGE_SIGNATURE_SECRET_PREVIOUS=old)
@@ -129,10 +134,7 @@ def test_previous_secret_accepted_while_rotating(make_app):
         response = app.test_client().post(
             "/webhooks/inbound",
             data=fresh,
-            headers={
-                "Authorization": f"Bearer {sign(fresh, secret)}",
-                "Content-Type": "application/json",
-            },
+            headers=signed_headers(fresh, secret),
         )
         assert response.status_code == 200
     assert count_rows(app, "messages") == 2
@@ -189,7 +191,6 @@ def test_database_down_is_503_never_200(app, signed_webhook, monkeypatch):
 
 def test_webhooks_are_never_rate_limited(make_app):
     app = make_app(SEND_SMS_RATE_LIMIT="1/minute")
-    from app.webhooks.signature import sign
 
     client = app.test_client()
     for _ in range(5):
@@ -197,10 +198,7 @@ def test_webhooks_are_never_rate_limited(make_app):
         response = client.post(
             "/webhooks/status",
             data=body,
-            headers={
-                "Authorization": f"Bearer {sign(body, SIGNATURE_SECRET)}",
-                "Content-Type": "application/json",
-            },
+            headers=signed_headers(body, SIGNATURE_SECRET),
         )
         assert response.status_code == 200
 
@@ -216,7 +214,6 @@ def test_redelivered_inbound_is_stored_once(app, signed_webhook):
 
 
 def test_concurrent_duplicate_inbound_deliveries_store_one_row(app):
-    from app.webhooks.signature import sign
 
     body = json.dumps(inbound_payload()).encode()
     statuses = []
@@ -225,10 +222,7 @@ def test_concurrent_duplicate_inbound_deliveries_store_one_row(app):
         response = app.test_client().post(
             "/webhooks/inbound",
             data=body,
-            headers={
-                "Authorization": f"Bearer {sign(body, SIGNATURE_SECRET)}",
-                "Content-Type": "application/json",
-            },
+            headers=signed_headers(body, SIGNATURE_SECRET),
         )
         statuses.append(response.status_code)
 
@@ -345,7 +339,6 @@ def test_status_for_unknown_message_is_kept_and_visible(app, client, signed_webh
 
 def test_status_that_arrives_before_the_send_returns_is_not_lost(app, send, vonage_api):
     """Vonage's delivery receipt overtakes its own 202: the row must end delivered."""
-    from app.webhooks.signature import sign
 
     message_uuid = "33333333-0000-4000-8000-000000000001"
 
@@ -355,10 +348,7 @@ def test_status_that_arrives_before_the_send_returns_is_not_lost(app, send, vona
         hook = app.test_client().post(
             "/webhooks/status",
             data=body,
-            headers={
-                "Authorization": f"Bearer {sign(body, SIGNATURE_SECRET)}",
-                "Content-Type": "application/json",
-            },
+            headers=signed_headers(body, SIGNATURE_SECRET),
         )
         assert hook.status_code == 200
         return 202, {}, json.dumps({"message_uuid": message_uuid})
