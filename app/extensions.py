@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 from flask import current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from sqlalchemy import Connection, Engine
 
 from app.config import Settings
+from app.store.engine import write_transaction
 
 limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
 
@@ -20,9 +23,9 @@ def engine() -> Engine:
     return current_app.extensions["db"]
 
 
-def writing() -> Connection:
+def writing() -> AbstractContextManager[Connection]:
     """A connection in a write transaction (`with writing() as connection:` commits)."""
-    return engine().begin()
+    return write_transaction(engine())
 
 
 def reading() -> Connection:

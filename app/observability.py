@@ -93,6 +93,11 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
+def annotate(**fields) -> None:
+    """Add fields to this request's access line (one line per request, not two)."""
+    g.setdefault("log_fields", {}).update(fields)
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     configure_logging(settings)
 
@@ -124,6 +129,7 @@ def init_app(app: Flask, settings: Settings) -> None:
                 "route": route,
                 "status": response.status_code,
                 "duration_ms": round(duration_ms, 2) if duration_ms is not None else None,
+                **g.get("log_fields", {}),
             },
         )
         return response

@@ -21,6 +21,7 @@ from app import metrics
 from app.api.schemas import SendRequest
 from app.errors import Problem
 from app.extensions import reading, settings, vonage, writing
+from app.observability import annotate
 from app.sms import mask_number
 from app.store import guards
 from app.store import messages as store
@@ -140,10 +141,7 @@ def _send_claimed(request: SendRequest, client, config, throttle) -> SendResult:
 
     with writing() as connection:
         store.mark_sent(connection, message_id, sent.message_uuid)
-    log.info(
-        "sms sent",
-        extra={"message_id": message_id, "to": mask_number(request.to), "attempts": sent.attempts},
-    )
+    annotate(message_id=message_id, to=mask_number(request.to), attempts=sent.attempts)
     return SendResult(
         202,
         {

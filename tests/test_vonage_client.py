@@ -14,6 +14,7 @@ from app.vonage_client import (
     VonageRejected,
     VonageTimeout,
     VonageUnavailable,
+    load_private_key,
     pkcs8_pem,
 )
 
@@ -51,7 +52,7 @@ def test_pkcs1_keys_are_accepted_as_pkcs8():
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     ).decode()
-    assert pkcs8_pem(pkcs1).startswith("-----BEGIN PRIVATE KEY-----")
+    assert pkcs8_pem(load_private_key(pkcs1)).startswith("-----BEGIN PRIVATE KEY-----")
 
 
 @responses.activate

@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app import metrics
 from app.errors import Problem
 from app.extensions import settings, writing
+from app.observability import annotate
 from app.sms import mask_number
 from app.webhooks import events
 from app.webhooks.signature import InvalidSignature, MissingSignature, bearer_token, verify
@@ -93,13 +94,10 @@ def _store(store_event, parsed) -> bool:
 def inbound():
     message = events.parse_inbound(_payload())
     stored = _store(events.store_inbound, message)
-    log.info(
-        "inbound sms",
-        extra={
-            "message_uuid": message["message_uuid"],
-            "from": mask_number(message["from_number"]),
-            "duplicate": not stored,
-        },
+    annotate(
+        message_uuid=message["message_uuid"],
+        sender=mask_number(message["from_number"]),
+        duplicate=not stored,
     )
     return jsonify(status="ok", duplicate=not stored)
 
@@ -108,12 +106,7 @@ def inbound():
 def status():
     event = events.parse_status(_payload())
     stored = _store(events.store_status, event)
-    log.info(
-        "status event",
-        extra={
-            "message_uuid": event["message_uuid"],
-            "status": event["status"],
-            "duplicate": not stored,
-        },
+    annotate(
+        message_uuid=event["message_uuid"], message_status=event["status"], duplicate=not stored
     )
     return jsonify(status="ok", duplicate=not stored)
