@@ -22,6 +22,7 @@ def create_app(config: Mapping[str, Any] | Any = None) -> Flask:
     from app.api import bp as api_bp
     from app.config import Settings, load_settings
     from app.extensions import limiter
+    from app.openapi import bp as openapi_bp
     from app.store import engine as store_engine
     from app.throttle import SendThrottle
     from app.vonage_client import build_client
@@ -46,5 +47,6 @@ def create_app(config: Mapping[str, Any] | Any = None) -> Flask:
     errors.register_error_handlers(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(webhooks_bp, url_prefix="/webhooks")
+    app.register_blueprint(openapi_bp)
     cli.register(app)
     return app

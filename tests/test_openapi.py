@@ -1,0 +1,222 @@
+"""The OpenAPI document: valid 3.1, in step with the app's routes, and true of real answers."""
+
+import json
+import uuid
+
+import pytest
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import OpenAPIV31SpecValidator, validate
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from app.api import history
+from app.api.schemas import MAX_CLIENT_REF, MAX_IDEMPOTENCY_KEY
+from app.openapi import build_spec
+from app.status import ORDER
+from tests.conftest import MESSAGES_URL, SIGNATURE_SECRET, auth_headers
+
+SPEC_URI = "urn:sms-service:openapi"
+IGNORED_METHODS = {"HEAD", "OPTIONS"}
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return build_spec()
+
+
+def _pointer(*parts: str) -> str:
+    return "/".join(part.replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def assert_conforms(spec, method: str, path: str, response) -> None:
+    """`response` has a status, content type, headers and body that `spec` documents."""
+    operation = spec["paths"][path][method.lower()]
+    status = str(response.status_code)
+    assert status in operation["responses"], f"{method} {path} answered undocumented {status}"
+    documented = operation["responses"][status]
+    for name, header in documented.get("headers", {}).items():
+        if header.get("required"):
+            assert name in response.headers, f"{status} without its {name} header"
+    media_type = response.mimetype
+    assert media_type in documented["content"], f"{status} answered as {media_type}"
+    pointer = _pointer("paths", path, method.lower(), "responses", status, "content", media_type)
+    registry = Registry().with_resource(
+        SPEC_URI, Resource.from_contents(spec, default_specification=DRAFT202012)
+    )
+    validator = Draft202012Validator({"$ref": f"{SPEC_URI}#/{pointer}/schema"}, registry=registry)
+    body = response.get_json() if media_type.endswith("json") else response.get_data(as_text=True)
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(body)]
+    assert not errors, f"{method} {path} {status}: {errors}"
+
+
+def openapi_path(rule) -> str:
+    path = rule.rule
+    for argument in rule.arguments:
+        path = path.replace(f"<{argument}>", f"{{{argument}}}")
+        for converter in ("string", "int", "path", "uuid", "float", "any"):
+            path = path.replace(f"<{converter}:{argument}>", f"{{{argument}}}")
+    return path
+
+
+def fresh_uuid_from_vonage(vonage_api) -> None:
+    vonage_api.add_callback(
+        "POST",
+        MESSAGES_URL,
+        callback=lambda request: (202, {}, json.dumps({"message_uuid": str(uuid.uuid4())})),
+        content_type="application/json",
+    )
+
+
+def test_spec_is_valid_openapi_3_1(spec):
+    validate(spec, cls=OpenAPIV31SpecValidator)
+    assert spec["openapi"].startswith("3.1.")
+
+
+def test_spec_is_served_without_auth_as_json(client, spec):
+    response = client.get("/openapi.json")
+
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    assert response.get_json() == json.loads(json.dumps(spec))
+
+
+def test_spec_paths_and_methods_match_the_app_routes(app, spec):
+    routes = {
+        (openapi_path(rule), method)
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static"
+        for method in rule.methods - IGNORED_METHODS
+    }
+    documented = {
+        (path, method.upper())
+        for path, operations in spec["paths"].items()
+        for method in operations
+    }
+
+    assert sorted(routes - documented) == [], "routes the spec does not describe"
+    assert sorted(documented - routes) == [], "spec operations the app does not serve"
+
+
+def test_spec_limits_agree_with_the_app(spec):
+    schemas = spec["components"]["schemas"]
+    list_params = {p["name"]: p for p in spec["paths"]["/messages"]["get"]["parameters"]}
+    send_params = {p["name"]: p for p in spec["paths"]["/send-sms"]["post"]["parameters"]}
+
+    assert set(list_params["status"]["schema"]["enum"]) == set(ORDER) | {"received"}
+    assert list_params["direction"]["schema"]["enum"] == list(history.DIRECTIONS)
+    assert list_params["limit"]["schema"]["maximum"] == history.MAX_LIMIT
+    assert list_params["limit"]["schema"]["default"] == history.DEFAULT_LIMIT
+    assert schemas["SendRequest"]["properties"]["client_ref"]["maxLength"] == MAX_CLIENT_REF
+    assert send_params["Idempotency-Key"]["schema"]["maxLength"] == MAX_IDEMPOTENCY_KEY
+
+
+def test_send_answers_match_the_spec(client, spec, vonage_api):
+    fresh_uuid_from_vonage(vonage_api)
+    headers = auth_headers()
+
+    accepted = client.post(
+        "/send-sms", json={"to": "+14155550100", "text": "Grüße €"}, headers=headers
+    )
+    unicode = client.post(
+        "/send-sms",
+        json={"to": "14155550100", "text": "Привет", "client_ref": "r-1"},
+        headers={**headers, "Idempotency-Key": "key-1"},
+    )
+    invalid = client.post("/send-sms", json={"text": ""}, headers=headers)
+    unauthorized = client.post("/send-sms", json={"to": "+14155550100", "text": "Hi"})
+    not_object = client.post("/send-sms", json=[1], headers=headers)
+    not_json = client.post("/send-sms", data="to=1", headers=headers)
+    too_big = client.post("/send-sms", json={"text": "x" * 70_000}, headers=headers)
+
+    statuses = [
+        r.status_code for r in (accepted, unicode, invalid, unauthorized, not_object, not_json)
+    ]
+    assert statuses + [too_big.status_code] == [202, 202, 422, 401, 400, 415, 413]
+    for response in (accepted, unicode, invalid, unauthorized, not_object, not_json, too_big):
+        assert_conforms(spec, "POST", "/send-sms", response)
+
+
+def test_rate_limited_send_matches_the_spec(make_app, spec, vonage_api):
+    fresh_uuid_from_vonage(vonage_api)
+    client = make_app(SEND_SMS_RATE_LIMIT="1/minute").test_client()
+    body = {"to": "+14155550100", "text": "Hi"}
+
+    client.post("/send-sms", json=body, headers=auth_headers())
+    limited = client.post("/send-sms", json=body, headers=auth_headers())
+
+    assert limited.status_code == 429
+    assert_conforms(spec, "POST", "/send-sms", limited)
+
+
+def test_history_answers_match_the_spec(client, spec, vonage_api, signed_webhook):
+    fresh_uuid_from_vonage(vonage_api)
+    sent = client.post(
+        "/send-sms", json={"to": "+14155550100", "text": "Hi"}, headers=auth_headers()
+    ).get_json()
+    signed_webhook(
+        "/webhooks/status",
+        {
+            "message_uuid": sent["message_uuid"],
+            "status": "rejected",
+            "timestamp": "2025-01-01T00:00:00.000Z",
+            "error": {"type": "https://x", "title": "1320", "detail": "no", "instance": "i"},
+            "usage": {"price": "0.0333", "currency": "EUR"},
+            "sms": {"count_total": "1"},
+        },
+    )
+    signed_webhook(
+        "/webhooks/status",
+        {"message_uuid": "only-seen-in-a-status", "status": "delivered", "timestamp": "2025-01-01"},
+    )
+    signed_webhook(
+        "/webhooks/inbound",
+        {"message_uuid": "in-1", "from": "14155550100", "to": "14155550199", "text": "STOP"},
+    )
+
+    listed = client.get("/messages?limit=1", headers=auth_headers())
+    second_page = client.get(
+        f"/messages?limit=1&cursor={listed.get_json()['next_cursor']}", headers=auth_headers()
+    )
+    filtered = client.get("/messages?direction=outbound&status=rejected", headers=auth_headers())
+    bad_filter = client.get("/messages?limit=0&colour=red", headers=auth_headers())
+    unauthorized = client.get("/messages")
+    by_id = client.get(f"/messages/{sent['id']}", headers=auth_headers())
+    by_event_only = client.get("/messages/only-seen-in-a-status", headers=auth_headers())
+    unknown = client.get("/messages/never-heard-of-it", headers=auth_headers())
+
+    assert [listed.status_code, second_page.status_code, filtered.status_code] == [200] * 3
+    assert len(filtered.get_json()["messages"]) == 1
+    assert [bad_filter.status_code, unauthorized.status_code] == [422, 401]
+    assert [by_id.status_code, by_event_only.status_code, unknown.status_code] == [200, 200, 404]
+    assert by_event_only.get_json()["id"] is None
+    for response in (listed, second_page, filtered, bad_filter, unauthorized):
+        assert_conforms(spec, "GET", "/messages", response)
+    for response in (by_id, by_event_only, unknown):
+        assert_conforms(spec, "GET", "/messages/{identifier}", response)
+
+
+def test_webhook_answers_match_the_spec(client, spec, signed_webhook):
+    inbound = {"message_uuid": "in-2", "from": "14155550100", "to": "14155550199", "text": "Hi"}
+
+    stored = signed_webhook("/webhooks/inbound", inbound)
+    duplicate = signed_webhook("/webhooks/inbound", inbound)
+    wrong_secret = signed_webhook("/webhooks/inbound", inbound, secret="not-" + SIGNATURE_SECRET)
+    unsigned = client.post("/webhooks/inbound", json=inbound)
+    not_json = signed_webhook("/webhooks/status", None, body=b"not json")
+    missing_fields = signed_webhook("/webhooks/status", {"status": "delivered"})
+
+    answers = (stored, duplicate, wrong_secret, unsigned)
+    assert [r.status_code for r in answers] == [200, 200, 401, 503]
+    assert [not_json.status_code, missing_fields.status_code] == [400, 422]
+    for response in answers:
+        assert_conforms(spec, "POST", "/webhooks/inbound", response)
+    for response in (not_json, missing_fields):
+        assert_conforms(spec, "POST", "/webhooks/status", response)
+
+
+def test_health_answers_match_the_spec(client, spec):
+    for path in ("/health", "/health/ready", "/metrics", "/openapi.json"):
+        response = client.get(path)
+
+        assert response.status_code == 200
+        assert_conforms(spec, "GET", path, response)
