@@ -63,9 +63,9 @@ def clean_text(raw: str) -> str:
 
     `\\r\\n` and lone `\\r` become `\\n`; surrounding whitespace is trimmed.
     """
-    text = unicodedata.normalize("NFC", raw.replace("\r\n", "\n").replace("\r", "\n"))
+    text = raw.replace("\r\n", "\n").replace("\r", "\n")
     kept = "".join(ch for ch in text if ch == "\n" or unicodedata.category(ch) != "Cc")
-    return kept.strip()
+    return unicodedata.normalize("NFC", kept).strip()
 
 
 @dataclass(frozen=True)

@@ -58,10 +58,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, message_id = json.loads(raw)
-        if not isinstance(message_id, str) or len(message_id) > 64:
+        if not isinstance(message_id, str) or len(message_id) > 64 or "\x00" in message_id:
             raise ValueError
         return datetime.fromisoformat(created_at), message_id
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
         raise validation_problem(
             [{"field": "cursor", "message": "is not a cursor this service issued"}]
         ) from None

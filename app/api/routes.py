@@ -55,7 +55,7 @@ def list_messages():
 @bp.get("/messages/<identifier>")
 def get_message(identifier: str):
     require_api_key()
-    if len(identifier) > 64:
+    if len(identifier) > 64 or "\x00" in identifier:
         raise Problem(404, "Not Found", detail="no message with that id")
     with reading() as connection:
         row = store.find_message(connection, identifier)
@@ -109,7 +109,10 @@ def _history_query(args):
     limit = history.DEFAULT_LIMIT
     raw_limit = args.get("limit")
     if raw_limit is not None:
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= history.MAX_LIMIT:
+        if (
+            not (raw_limit.isascii() and raw_limit.isdigit())
+            or not 1 <= int(raw_limit) <= history.MAX_LIMIT
+        ):
             errors.append(
                 {
                     "field": "limit",

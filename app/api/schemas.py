@@ -31,7 +31,7 @@ def json_object(request: Request) -> dict[str, Any]:
     raw = request.get_data(cache=True)
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise Problem(400, "Bad Request", detail="the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise Problem(400, "Bad Request", detail="the body must be a JSON object")
@@ -78,6 +78,8 @@ def parse_send(body: dict[str, Any], max_length: int) -> SendRequest:
         errors.append({"field": "client_ref", "message": "must be a string"})
     elif isinstance(client_ref, str) and len(client_ref) > MAX_CLIENT_REF:
         errors.append({"field": "client_ref", "message": f"is longer than {MAX_CLIENT_REF}"})
+    elif isinstance(client_ref, str) and "\x00" in client_ref:
+        errors.append({"field": "client_ref", "message": "must not contain NUL"})
 
     if errors:
         raise validation_problem(errors)

@@ -23,7 +23,7 @@ def _string(payload: dict, name: str, errors: list, *, required: bool = True, li
         if required:
             errors.append({"field": name, "message": "is required"})
         return None
-    if not isinstance(value, str) or not value or len(value) > limit:
+    if not isinstance(value, str) or not value or len(value) > limit or "\x00" in value:
         errors.append({"field": name, "message": f"must be a string of 1 to {limit} characters"})
         return None
     return value
@@ -35,19 +35,31 @@ def _timestamp(payload: dict, errors: list, *, required: bool) -> datetime | Non
         return None
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
         errors.append({"field": "timestamp", "message": "must be an ISO 8601 time"})
         return None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
     return parsed
 
 
+MAX_SEGMENTS = 2**31 - 1
+
+
 def _int(value: Any) -> int | None:
+    """A whole count that fits the column, or None for anything else."""
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if 0 <= number <= MAX_SEGMENTS else None
+
+
+def _text(value: Any, limit: int) -> str | None:
+    """A free-form value as storable text: NUL removed (PostgreSQL refuses it), cut to fit."""
+    if value is None:
+        return None
+    return str(value).replace("\x00", "")[:limit] or None
 
 
 def parse_inbound(payload: dict) -> dict[str, Any]:
@@ -67,7 +79,7 @@ def parse_inbound(payload: dict) -> dict[str, Any]:
         "message_uuid": message_uuid,
         "from_number": sender.removeprefix("+"),
         "to_number": recipient.removeprefix("+"),
-        "text": text,
+        "text": text.replace("\x00", "") if text else text,
         "segments": _int(sms.get("num_messages")),
         "keyword": sms.get("keyword") if isinstance(sms.get("keyword"), str) else None,
         "sent_at": created,
@@ -93,8 +105,8 @@ def parse_status(payload: dict) -> dict[str, Any]:
         "timestamp": timestamp,
         "client_ref": client_ref,
         "error": error,
-        "price": str(usage["price"])[:32] if usage.get("price") is not None else None,
-        "currency": str(usage["currency"])[:8] if usage.get("currency") else None,
+        "price": _text(usage.get("price"), 32),
+        "currency": _text(usage.get("currency"), 8),
         "segments": _int(sms.get("count_total")) or _int(usage.get("segments")),
     }
 

@@ -67,7 +67,7 @@ def count_webhook(response):
 def _payload() -> dict:
     try:
         payload = json.loads(request.get_data(cache=True))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise Problem(400, "Bad Request", detail="the body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise Problem(400, "Bad Request", detail="the body must be a JSON object")
