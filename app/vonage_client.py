@@ -74,6 +74,14 @@ class VonageTimeout(VonageError):
     maybe_sent = True
 
 
+class _UnreadableAnswer(Exception):
+    """A 2xx whose body is not `{"message_uuid": "..."}`: Vonage may have sent it."""
+
+    def __init__(self, status_code: int):
+        super().__init__(f"Vonage answered {status_code} without a message_uuid")
+        self.status_code = status_code
+
+
 class _Transient(Exception):
     """Certainly not accepted and worth another try."""
 
@@ -146,7 +154,11 @@ class _SingleShotHttpClient(HttpClient):
             json=params,
             timeout=self._timeouts,
         ) as response:
-            return self._parse_response(response)
+            answer = self._parse_response(response)
+            uuid_ = answer.get("message_uuid") if isinstance(answer, dict) else None
+            if not (isinstance(uuid_, str) and uuid_):
+                raise _UnreadableAnswer(response.status_code)
+            return answer
 
     def _jwt(self) -> str:
         """The claims the SDK's JwtClient sets, signed RS256 with the parsed key."""
@@ -210,6 +222,8 @@ class VonageClient:
             return self._messages.send(message)
         except HttpRequestError as error:
             raise _from_http_error(error.response) from None
+        except _UnreadableAnswer as error:
+            raise VonageFailed(str(error), status_code=error.status_code) from None
         except requests.RequestException as error:
             raise _from_transport_error(error) from None
 

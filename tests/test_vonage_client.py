@@ -111,3 +111,13 @@ def test_read_timeout_is_maybe_sent(client):
     with pytest.raises(VonageTimeout) as error:
         send(client)
     assert error.value.maybe_sent is True
+
+
+@responses.activate
+@pytest.mark.parametrize("body", ["<html>ok</html>", '{"uuid": "x"}', '{"message_uuid": ""}'])
+def test_2xx_without_a_message_uuid_is_maybe_sent_never_retried(client, body):
+    responses.post(URL, status=202, body=body, content_type="application/json")
+    with pytest.raises(Exception) as error:
+        send(client)
+    assert error.value.maybe_sent is True
+    assert len(responses.calls) == 1

@@ -5,14 +5,18 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+WRITER_QUEUE_TIMEOUT_SECONDS = SQLITE_BUSY_TIMEOUT_MS / 1000
+FLOCK_POLL_SECONDS = 0.005
 
 
 def default_sqlite_url(instance_path: str) -> str:
@@ -89,6 +93,11 @@ class _WriterQueue:
     writers wait on locks that wake the next one as soon as the last commits,
     across the threads of a worker and, through `flock`, across workers. The
     locks only order writers; each commit is still its own durable transaction.
+
+    The wait in the queue is bounded like SQLite's own busy wait: when the
+    database stays locked (another process holds the write lock), each writer
+    gives up after `timeout` instead of after its turn behind every writer
+    queued before it, which grew by a whole busy timeout per queued writer.
     """
 
     def __init__(self, database: str) -> None:
@@ -96,13 +105,31 @@ class _WriterQueue:
         self._fd = os.open(f"{database}.write.lock", os.O_RDWR | os.O_CREAT, 0o600)
 
     @contextmanager
-    def held(self) -> Iterator[None]:
-        with self._threads:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+    def held(self, timeout: float) -> Iterator[None]:
+        deadline = time.monotonic() + timeout
+        if not self._threads.acquire(timeout=timeout):
+            raise _queue_timeout()
+        try:
+            while True:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise _queue_timeout() from None
+                    time.sleep(FLOCK_POLL_SECONDS)
             try:
                 yield
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+
+def _queue_timeout() -> OperationalError:
+    return OperationalError(
+        "waiting for the SQLite write lock", None, TimeoutError("database is locked")
+    )
 
 
 _writer_queues: dict[str, _WriterQueue] = {}
@@ -124,5 +151,5 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         queue = _writer_queues.get(database) or _writer_queues.setdefault(
             database, _WriterQueue(database)
         )
-    with queue.held(), engine.begin() as connection:
+    with queue.held(WRITER_QUEUE_TIMEOUT_SECONDS), engine.begin() as connection:
         yield connection
