@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 from dotenv import load_dotenv
-from werkzeug.serving import make_server
+from gunicorn.app.base import BaseApplication
 
 from app.simulator.server import SimConfig, create_simulator
 from app.simulator.tls import CERT_FILE, ensure_certificate
@@ -94,30 +94,47 @@ def serve(argv: list[str]) -> None:
         retry=RetryPolicy(args.webhook_attempts, args.webhook_backoff, args.webhook_backoff_max),
     )
     cert_path, key_path = ensure_certificate(Path(args.cert_dir).resolve())
-    server = make_server(
-        HOST,
-        args.port,
-        create_simulator(config),
-        threaded=True,
-        ssl_context=(str(cert_path), str(key_path)),
-    )
-    port = server.server_port
     print(
-        f"Vonage simulator on https://{HOST}:{port} (application {args.application_id})\n"
+        f"Vonage simulator on https://{HOST}:{args.port} (application {args.application_id})\n"
         f"  webhooks -> {args.webhook_base.rstrip('/')}/webhooks/status and /webhooks/inbound\n"
         "Point the app at it:\n"
         f"  export REQUESTS_CA_BUNDLE={cert_path}\n"
-        f"  export VONAGE_API_HOST={HOST}:{port}\n"
+        f"  export VONAGE_API_HOST={HOST}:{args.port}\n"
         "Send an inbound SMS to the app:\n"
-        f"  python -m app.simulator inbound --port {port} --from 14155550100 --text STOP",
+        f"  python -m app.simulator inbound --port {args.port} --from 14155550100 --text STOP",
         flush=True,
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    _SimulatorServer(config, args.port, cert_path, key_path).run()
+
+
+class _SimulatorServer(BaseApplication):
+    """gunicorn in-process: one worker (the simulator's state lives in memory),
+    64 threads, TLS, and HTTP keep-alive as Vonage's API has; werkzeug's
+    development server closes every connection, which made each send pay a
+    new TLS handshake and blurred what the benchmark measures."""
+
+    def __init__(self, config: SimConfig, port: int, cert_path: Path, key_path: Path):
+        self._sim_config = config
+        self._options = {
+            "bind": f"{HOST}:{port}",
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": 64,
+            "keepalive": 30,
+            "certfile": str(cert_path),
+            "keyfile": str(key_path),
+            "graceful_timeout": 2,
+            "loglevel": "warning",
+            "control_socket_disable": True,
+        }
+        super().__init__()
+
+    def load_config(self) -> None:
+        for name, value in self._options.items():
+            self.cfg.set(name, value)
+
+    def load(self):
+        return create_simulator(self._sim_config)
 
 
 def inbound(argv: list[str]) -> int:
