@@ -53,22 +53,16 @@ def send(
     client = vonage()
     if client is None:
         raise Problem(503, "Service Unavailable", detail="Vonage is not configured")
-    with reading() as connection:
-        if guards.is_opted_out(connection, request.to):
-            raise Problem(
-                422,
-                "Recipient opted out",
-                type="opted-out",
-                detail="the recipient replied STOP; they must reply START before you can text them",
-            )
-
     if idempotency_key is not None:
+        # Before any other check: a retry of a request that was answered replays
+        # that answer, even if the recipient has opted out since.
         with writing() as connection:
             replay = guards.claim_idempotency_key(connection, owner, idempotency_key, body_hash)
         if replay is not None:
             return _replay(replay, body_hash)
 
     try:
+        _refuse_opted_out(request.to)
         result = _send_claimed(request, client, config, throttle)
     except Problem as problem:
         if idempotency_key is not None:
@@ -82,6 +76,17 @@ def send(
     if idempotency_key is not None:
         _finish_key(owner, idempotency_key, result.status, result.body, None)
     return result
+
+
+def _refuse_opted_out(number: str) -> None:
+    with reading() as connection:
+        if guards.is_opted_out(connection, number):
+            raise Problem(
+                422,
+                "Recipient opted out",
+                type="opted-out",
+                detail="the recipient replied STOP; they must reply START before you can text them",
+            )
 
 
 def _send_claimed(request: SendRequest, client, config, throttle) -> SendResult:

@@ -560,3 +560,30 @@ def test_expired_idempotency_keys_are_purged_and_reusable(app, send, vonage_api)
     assert send({"to": TO, "text": "Other"}, headers=headers).status_code == 202
     assert count_rows(app, "idempotency_keys") == 1
     assert len(vonage_api.calls) == 2
+
+
+def test_a_retry_after_an_opt_out_replays_the_first_answer(app, send, vonage_api):
+    from app.store import guards
+
+    accepted(vonage_api)
+    headers = {"Idempotency-Key": "sent-before-stop"}
+    first = send({"to": TO, "text": "Hi"}, headers=headers)
+    with app.extensions["db"].begin() as connection:
+        guards.opt_out(connection, "14155550100", None)
+
+    retry = send({"to": TO, "text": "Hi"}, headers=headers)
+
+    assert retry.status_code == 202
+    assert retry.get_json() == first.get_json()
+    assert len(vonage_api.calls) == 1
+
+
+def test_opted_out_with_a_key_releases_it(app, send, vonage_api):
+    from app.store import guards
+
+    with app.extensions["db"].begin() as connection:
+        guards.opt_out(connection, "14155550100", None)
+    response = send({"to": TO, "text": "Hi"}, headers={"Idempotency-Key": "refused"})
+    assert response.status_code == 422
+    assert count_rows(app, "idempotency_keys") == 0
+    assert len(vonage_api.calls) == 0
