@@ -92,6 +92,9 @@ def configure_logging(settings: Settings) -> None:
     # The SDK logs numbers, texts and JWTs at DEBUG; urllib3 logs URLs.
     logging.getLogger("vonage").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # The development server's own request lines would repeat the access line,
+    # with the query string (which may hold a number) in it.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
 def annotate(**fields) -> None:
