@@ -254,3 +254,26 @@ def stack(module_stack) -> Iterator[Stack]:
     yield module_stack
     module_stack.sim("DELETE", "/_sim/faults")
     module_stack.sim("POST", "/_sim/release")
+
+
+@contextlib.contextmanager
+def fresh_postgres_database(server_url: str, name: str) -> Iterator[str]:
+    """A new, empty database `name` on the server of `server_url`, dropped afterwards,
+    so integration tests never disturb the unit tests' database."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url)
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    drop()
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    try:
+        yield url.set(database=name).render_as_string(False)
+    finally:
+        drop()

@@ -31,11 +31,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import psycopg
 import pytest
 import requests
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from app.simulator.tls import ensure_certificate
 from app.vonage_client import MAX_ATTEMPTS
@@ -50,6 +48,7 @@ from tests.integration.conftest import (
     Stack,
     clean_env,
     free_port,
+    fresh_postgres_database,
     wait_until,
 )
 
@@ -227,16 +226,8 @@ def database(request, tmp_path) -> Iterator[str]:
         return
     if not POSTGRES_URL:
         pytest.skip("needs TEST_POSTGRES_URL (see .ci/run)")
-    url = make_url(POSTGRES_URL)
-    admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {FAULTS_DATABASE} WITH (FORCE)")
-        connection.execute(f"CREATE DATABASE {FAULTS_DATABASE}")
-    try:
-        yield url.set(database=FAULTS_DATABASE).render_as_string(False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f"DROP DATABASE IF EXISTS {FAULTS_DATABASE} WITH (FORCE)")
+    with fresh_postgres_database(POSTGRES_URL, FAULTS_DATABASE) as url:
+        yield url
 
 
 # -- 1. the database does not answer ---------------------------------------------------

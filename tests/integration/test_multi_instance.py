@@ -14,11 +14,9 @@ import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg
 import pytest
 import redis
 import requests
-from sqlalchemy.engine import make_url
 
 from app.webhooks.signature import sign
 from tests.integration.conftest import (
@@ -28,6 +26,7 @@ from tests.integration.conftest import (
     VONAGE_NUMBER,
     clean_env,
     free_port,
+    fresh_postgres_database,
     running,
 )
 
@@ -41,16 +40,12 @@ DAILY_LIMIT = 14
 
 
 @pytest.fixture
-def shared_database() -> str:
+def shared_database():
     if not (POSTGRES_URL and REDIS_URL):
         pytest.skip("needs TEST_POSTGRES_URL and TEST_REDIS_URL (see .ci/run)")
-    url = make_url(POSTGRES_URL)
-    admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute("DROP DATABASE IF EXISTS sms_multi_instance WITH (FORCE)")
-        connection.execute("CREATE DATABASE sms_multi_instance")
     redis.Redis.from_url(REDIS_URL).flushdb()
-    return url.set(database="sms_multi_instance").render_as_string(False)
+    with fresh_postgres_database(POSTGRES_URL, "sms_multi_instance") as url:
+        yield url
 
 
 @pytest.fixture
