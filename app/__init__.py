@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import click
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -16,9 +17,23 @@ def create_app(config: Mapping[str, Any] | Any = None) -> Flask:
 
     `config` is a mapping of environment-variable names that override the
     environment, or a ready `Settings` (what the tests pass, so they never read
-    `os.environ` or `.env`).
+    `os.environ` or `.env`). A bad configuration raises `ConfigError`, except
+    under the `flask` command, which prints the problems and exits non-zero.
     """
-    from app import cli, errors, observability
+    from app.config import ConfigError
+
+    try:
+        return _build(config)
+    except ConfigError as error:
+        if click.get_current_context(silent=True) is None:
+            raise
+        from app.startup import exit_with_config_error
+
+        exit_with_config_error(error)
+
+
+def _build(config: Mapping[str, Any] | Any) -> Flask:
+    from app import cli, docs, errors, observability
     from app.api import bp as api_bp
     from app.config import Settings, load_settings
     from app.extensions import limiter
@@ -34,6 +49,7 @@ def create_app(config: Mapping[str, Any] | Any = None) -> Flask:
     app.config["RATELIMIT_STORAGE_URI"] = settings.ratelimit_storage_uri
     app.config["RATELIMIT_HEADERS_ENABLED"] = True
     app.extensions["settings"] = settings
+    app.wsgi_app = docs.serve_assets(app.wsgi_app)
     if settings.trusted_proxies:
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
@@ -48,5 +64,6 @@ def create_app(config: Mapping[str, Any] | Any = None) -> Flask:
     app.register_blueprint(api_bp)
     app.register_blueprint(webhooks_bp, url_prefix="/webhooks")
     app.register_blueprint(openapi_bp)
+    app.register_blueprint(docs.bp)
     cli.register(app)
     return app

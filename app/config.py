@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,11 @@ REQUIRED_IN_PRODUCTION = (
 
 
 class ConfigError(RuntimeError):
-    """The environment cannot run the service; the message names every problem."""
+    """The environment cannot run the service; `problems` names every one of them."""
+
+    def __init__(self, problems: str | list[str]) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
 
 
 @dataclass(frozen=True)
@@ -153,5 +158,12 @@ def load_settings(
         if missing:
             problems.append("missing required settings: " + ", ".join(missing))
     if problems:
-        raise ConfigError("; ".join(problems))
+        raise ConfigError(problems)
+    if "log_format" not in values:
+        settings = dataclasses.replace(settings, log_format=default_log_format(settings))
     return settings
+
+
+def default_log_format(settings: Settings) -> str:
+    """Text for a person at a terminal in development; JSON lines everywhere else."""
+    return "text" if not settings.is_production and sys.stdout.isatty() else "json"

@@ -27,9 +27,32 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="sms-s
 
 
 def on_starting(server):
+    """In the master, before any worker: a bad configuration stops gunicorn here
+    with one block naming every problem, instead of each worker's traceback."""
+    from app import startup
+    from app.config import ConfigError
+    from app.vonage_client import build_client
+
+    settings = startup.settings_or_exit()
+    try:
+        build_client(settings)
+    except ConfigError as error:
+        startup.exit_with_config_error(error)
+    server.sms_settings = settings
     folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder, exist_ok=True)
+
+
+def when_ready(server):
+    """The start-up summary, once, from the master."""
+    from flask import Flask
+
+    from app import startup
+
+    settings = server.sms_settings
+    urls = [str(listener) for listener in server.LISTENERS]
+    startup.announce(settings, urls=urls, instance_path=Flask("app").instance_path)
 
 
 def child_exit(server, worker):

@@ -305,6 +305,21 @@ def _schemas() -> dict[str, Schema]:
             "required": ["status"],
             "properties": {"status": {"const": "ok"}, "database": {"const": "ok"}},
         },
+        "Index": {
+            "type": "object",
+            "required": ["service", "links"],
+            "properties": {
+                "service": {"type": "string"},
+                "links": {
+                    "type": "object",
+                    "required": ["docs", "openapi", "health"],
+                    "properties": {
+                        name: {"type": "string", "format": "uri-reference"}
+                        for name in ("docs", "openapi", "health")
+                    },
+                },
+            },
+        },
     }
 
 
@@ -522,6 +537,27 @@ def build_spec() -> dict[str, Any]:
                     "summary": "This document",
                     "security": [],
                     "responses": {"200": _json("The OpenAPI 3.1 document.", {"type": "object"})},
+                }
+            },
+            "/": {
+                "get": {
+                    "operationId": "index",
+                    "summary": "Links to the docs page, this document and the health check",
+                    "security": [],
+                    "responses": {"200": _json("The links.", _ref("Index"))},
+                }
+            },
+            "/docs": {
+                "get": {
+                    "operationId": "docs",
+                    "summary": "This document as an interactive page (Swagger UI, no CDN)",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "An HTML page.",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        }
+                    },
                 }
             },
         },

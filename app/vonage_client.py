@@ -189,6 +189,7 @@ class VonageClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.timeout = timeout
+        self.api_host = api_host
         self._sleep = sleep
         key = load_private_key(private_key)
         auth = Auth(application_id=application_id, private_key=pkcs8_pem(key))
@@ -214,8 +215,17 @@ class VonageClient:
                 with attempt:
                     response = self._send_once(message)
         except _Transient as transient:
-            raise transient.cause from None
+            raise self._naming_host(transient.cause) from None
+        except VonageError as error:
+            raise self._naming_host(error) from None
         return SentMessage(response.message_uuid, retrying.statistics.get("attempt_number", 1))
+
+    def _naming_host(self, error: VonageError) -> VonageError:
+        """The error with the host it came from: a send that reached the real API
+        when the simulator was meant (or the reverse) says so."""
+        error.detail = f"{error.detail} (Vonage host: {self.api_host})"
+        error.args = (error.detail,)
+        return error
 
     def _send_once(self, message: Sms):
         try:

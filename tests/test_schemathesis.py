@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.conftest import MESSAGES_URL, auth_headers
 
 WEBHOOK_PATHS = {"/webhooks/inbound", "/webhooks/status"}
-PUBLIC_PATHS = {"/health", "/health/ready", "/metrics", "/openapi.json"}
+PUBLIC_PATHS = {"/", "/docs", "/health", "/health/ready", "/metrics", "/openapi.json"}
 
 
 @pytest.fixture

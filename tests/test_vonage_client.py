@@ -92,7 +92,7 @@ def test_4xx_is_a_rejection_never_retried(client, status):
     responses.post(URL, status=status, json={"title": "Nope", "detail": "because"})
     with pytest.raises(VonageRejected) as error:
         send(client)
-    assert error.value.detail == "Nope: because"
+    assert error.value.detail == "Nope: because (Vonage host: api-eu.vonage.com)"
     assert len(responses.calls) == 1
 
 
