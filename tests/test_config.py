@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 
 from app import create_app
@@ -82,3 +84,29 @@ def test_environment_is_read_when_no_mapping_is_given():
     settings = load_settings(None, environ={"API_KEYS": "k", "PORT": "8080"})
     assert settings.api_keys == ("k",)
     assert settings.port == 8080
+
+
+@pytest.mark.parametrize(
+    ("app_env", "terminal", "expected"),
+    [("development", True, "text"), ("development", False, "json"), ("production", True, "json")],
+)
+def test_log_format_defaults_to_text_only_for_a_person_in_development(
+    monkeypatch, make_settings, app_env, terminal, expected
+):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: terminal)
+
+    assert make_settings(APP_ENV=app_env).log_format == expected
+
+
+def test_a_log_format_that_is_set_wins_over_the_default(monkeypatch):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+
+    assert load_settings({"LOG_FORMAT": "json"}, environ={}).log_format == "json"
+
+
+def test_config_error_lists_each_problem():
+    with pytest.raises(ConfigError) as error:
+        load_settings({"PORT": "x", "LOG_FORMAT": "xml", "SMS_MAX_LENGTH": "9999"}, environ={})
+
+    assert len(error.value.problems) == 3
+    assert str(error.value) == "; ".join(error.value.problems)
