@@ -8,7 +8,12 @@ import os
 import shutil
 import tempfile
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '3000')}"
+from dotenv import load_dotenv
+
+# .env may set HOST, PORT and FORWARDED_ALLOW_IPS too; the environment wins.
+load_dotenv(override=False)
+
+bind = f"{os.environ.get('HOST') or '0.0.0.0'}:{os.environ.get('PORT') or '3000'}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "32"))
@@ -16,7 +21,7 @@ timeout = 60
 graceful_timeout = 30
 keepalive = 5
 accesslog = None
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1"
 # gunicorn 23+ opens one control socket per user by default; two instances on
 # one host (blue/green, or the tests) would fight over it.
 control_socket_disable = True

@@ -7,9 +7,11 @@ secret, a key or a full number, only whether they are set and what is off.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from sqlalchemy.engine import make_url
@@ -44,8 +46,12 @@ def database_url(settings: Settings, instance_path: str) -> str:
     """The URL the app opens, with any password hidden."""
     from app.store.engine import default_sqlite_url
 
-    url = settings.database_url or default_sqlite_url(instance_path)
-    return make_url(url).render_as_string(hide_password=True)
+    url = make_url(settings.database_url or default_sqlite_url(instance_path))
+    if url.get_backend_name() == "sqlite" and url.database and Path(url.database).is_absolute():
+        # Relative to the working directory when under it: no machine paths to copy.
+        with contextlib.suppress(ValueError):
+            url = url.set(database=str(Path(url.database).relative_to(Path.cwd())))
+    return url.render_as_string(hide_password=True)
 
 
 def disabled(settings: Settings) -> list[str]:
