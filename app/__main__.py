@@ -66,7 +66,7 @@ def simulator(port: int, cert_dir: str, app_port: int) -> Iterator[None]:
                 raise SystemExit("the simulator did not start in time")
             time.sleep(0.1)
         os.environ["VONAGE_API_HOST"] = f"127.0.0.1:{port}"
-        os.environ["REQUESTS_CA_BUNDLE"] = str(cert_path)
+        os.environ["VONAGE_CA_BUNDLE"] = str(cert_path)
         yield
     finally:
         child.terminate()

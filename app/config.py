@@ -46,6 +46,7 @@ class Settings:
     vonage_api_key: str = ""
     vonage_api_secret: str = ""
     vonage_api_host: str = "api.nexmo.com"
+    vonage_ca_bundle: str = ""
     vonage_timeout_seconds: float = 10.0
     vonage_max_sends_per_second: int = 30
     sms_max_length: int = 1600

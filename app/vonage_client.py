@@ -123,10 +123,13 @@ class _SingleShotHttpClient(HttpClient):
         timeouts: tuple[float, float],
         *,
         signing_key,
+        ca_bundle: str = "",
     ):
         super().__init__(auth, options)
         self._timeouts = timeouts
         self._signing_key = signing_key
+        # True leaves the choice to requests (REQUESTS_CA_BUNDLE, else certifi).
+        self._verify: str | bool = ca_bundle or True
         adapter = requests.adapters.HTTPAdapter(
             pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0
         )
@@ -153,6 +156,7 @@ class _SingleShotHttpClient(HttpClient):
             headers=headers,
             json=params,
             timeout=self._timeouts,
+            verify=self._verify,
         ) as response:
             answer = self._parse_response(response)
             uuid_ = answer.get("message_uuid") if isinstance(answer, dict) else None
@@ -186,6 +190,7 @@ class VonageClient:
         private_key: str,
         api_host: str,
         timeout: float,
+        ca_bundle: str = "",
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.timeout = timeout
@@ -195,7 +200,10 @@ class VonageClient:
         auth = Auth(application_id=application_id, private_key=pkcs8_pem(key))
         options = HttpClientOptions(api_host=api_host, max_retries=0)
         connect = min(CONNECT_TIMEOUT_SECONDS, timeout)
-        http = _SingleShotHttpClient(auth, options, (connect, timeout), signing_key=key)
+        http = _SingleShotHttpClient(
+            auth, options, (connect, timeout), signing_key=key, ca_bundle=ca_bundle
+        )
+        self._ca_bundle = ca_bundle
         self._messages = Messages(http)
 
     def send_sms(
@@ -236,6 +244,11 @@ class VonageClient:
             raise VonageFailed(str(error), status_code=error.status_code) from None
         except requests.RequestException as error:
             raise _from_transport_error(error) from None
+        except OSError:
+            # requests could not read the CA bundle; nothing was sent.
+            raise VonageUnavailable(
+                f"the CA bundle {self._ca_bundle or '(REQUESTS_CA_BUNDLE)'} cannot be read"
+            ) from None
 
 
 def _from_http_error(response: requests.Response) -> Exception:
@@ -321,6 +334,7 @@ def build_client(settings) -> VonageClient | None:
             private_key=private_key,
             api_host=settings.vonage_api_host,
             timeout=settings.vonage_timeout_seconds,
+            ca_bundle=settings.vonage_ca_bundle,
         )
     except (ValueError, TypeError):
         raise ConfigError("the Vonage private key is not a valid unencrypted PEM key") from None

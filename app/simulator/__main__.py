@@ -102,7 +102,7 @@ def serve(argv: list[str]) -> None:
         f"  webhooks -> {args.webhook_base.rstrip('/')}/webhooks/status and /webhooks/inbound\n"
         "Point the app at it (in .env, or exported in every shell that runs the app):\n"
         f"  VONAGE_API_HOST={HOST}:{args.port}\n"
-        f"  REQUESTS_CA_BUNDLE={_shown(cert_path)}\n"
+        f"  VONAGE_CA_BUNDLE={_shown(cert_path)}\n"
         "Then, for example:\n"
         f"  python -m app.simulator inbound --port {args.port} --from 14155550100 --text STOP\n"
         f"  python -m app.simulator fault --port {args.port} --status 503 --times 1",

@@ -192,8 +192,9 @@ def test_logs_are_text_at_a_terminal_in_development(tmp_path, key_file):
 
 
 def test_with_simulator_starts_both_and_a_send_is_delivered(tmp_path, key_file):
+    """Even where the system sets REQUESTS_CA_BUNDLE, as many do."""
     port, sim_port = free_port(), free_port()
-    env = configured_env(tmp_path, key_file, port)
+    env = configured_env(tmp_path, key_file, port, REQUESTS_CA_BUNDLE=requests.certs.where())
     command = [
         *PYTHON_M_APP, "--with-simulator",
         "--simulator-port", str(sim_port),
