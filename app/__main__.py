@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -105,6 +106,8 @@ def main(argv: list[str] | None = None) -> None:
         serve()
         return
     settings = startup.settings_or_exit()
+    # A plain `kill` must stop the simulator too: SystemExit runs the `finally`.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with simulator(args.simulator_port, args.simulator_cert_dir, settings.port):
         serve()
 

@@ -226,6 +226,8 @@ def test_with_simulator_starts_both_and_a_send_is_delivered(tmp_path, key_file):
 
         wait_until(delivered, what="the delivery receipt")
     output = (tmp_path / "dev.log").read_text()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"https://127.0.0.1:{sim_port}/_sim/health", verify=False, timeout=2)
     assert f"Vonage host:  127.0.0.1:{sim_port} (a local simulator)" in output or (
         f'"vonage_host": "127.0.0.1:{sim_port} (a local simulator)"' in output
     )
