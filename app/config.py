@@ -154,6 +154,9 @@ def load_settings(
         problems.append("SMS_MAX_LENGTH must be at most 3200, the Messages API's own limit")
     if settings.log_format not in ("json", "text"):
         problems.append(f"LOG_FORMAT must be json or text, got {settings.log_format!r}")
+    if settings.is_production and settings.vonage_ca_bundle:
+        if not Path(settings.vonage_ca_bundle).is_file():
+            problems.append(f"VONAGE_CA_BUNDLE is not a file: {settings.vonage_ca_bundle}")
     if settings.is_production:
         missing = settings.missing_for_production()
         if missing:

@@ -110,3 +110,14 @@ def test_config_error_lists_each_problem():
 
     assert len(error.value.problems) == 3
     assert str(error.value) == "; ".join(error.value.problems)
+
+
+def test_production_refuses_a_ca_bundle_that_is_not_a_file(make_settings, tmp_path):
+    with pytest.raises(ConfigError, match="VONAGE_CA_BUNDLE"):
+        make_settings(APP_ENV="production", VONAGE_CA_BUNDLE=str(tmp_path / "missing.pem"))
+
+
+def test_development_accepts_a_ca_bundle_the_simulator_has_not_written_yet(make_settings):
+    settings = make_settings(VONAGE_CA_BUNDLE="instance/simulator/cert.pem")
+
+    assert settings.vonage_ca_bundle == "instance/simulator/cert.pem"
