@@ -68,3 +68,10 @@ def test_scrub_masks_numbers_jwts_and_bearer_tokens():
         scrub("id 4e5fb2f9-0dc3-4b6e-99e6-123456789012")
         == "id 4e5fb2f9-0dc3-4b6e-99e6-123456789012"
     )
+
+
+def test_a_request_id_that_looks_like_a_number_or_a_token_is_replaced(client, capfd):
+    for hostile in ("14155550100", "eyJhbGciOiJIUzI1NiJ9.e30.abc", "x" * 129):
+        echoed = client.get("/health", headers={"X-Request-ID": hostile}).headers["X-Request-ID"]
+        assert echoed != hostile
+    assert "14155550100" not in capfd.readouterr().err
