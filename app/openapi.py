@@ -507,12 +507,15 @@ def build_spec() -> dict[str, Any]:
                 "get": {
                     "operationId": "metrics",
                     "summary": "Prometheus metrics of every worker",
-                    "security": [],
+                    "description": "Open unless `METRICS_TOKEN` is set; then it takes "
+                    "`Authorization: Bearer <METRICS_TOKEN>`.",
+                    "security": [{}, {"metricsToken": []}],
                     "responses": {
                         "200": {
                             "description": "Prometheus text exposition format.",
                             "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
+                        },
+                        "401": _problem(401, "`METRICS_TOKEN` is set and was not presented."),
                     },
                 }
             },
@@ -528,6 +531,11 @@ def build_spec() -> dict[str, Any]:
         "components": {
             "schemas": _schemas(),
             "securitySchemes": {
+                "metricsToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "`METRICS_TOKEN`, when it is set.",
+                },
                 "apiKey": {
                     "type": "http",
                     "scheme": "bearer",

@@ -121,3 +121,18 @@ def test_made_up_methods_routes_and_statuses_add_no_time_series(client):
 )
 def test_request_labels_come_from_fixed_sets(route, method, status, labels):
     assert metrics.request_labels(route, method, status) == labels
+
+
+def test_metrics_token_protects_metrics_when_set(make_app):
+    token = "metrics-token-0123456789abcdef"
+    client = make_app(METRICS_TOKEN=token).test_client()
+
+    refused = client.get("/metrics")
+    wrong = client.get("/metrics", headers={"Authorization": "Bearer not-the-token-0123456789"})
+    allowed = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+
+    assert (refused.status_code, wrong.status_code) == (401, 401)
+    assert refused.mimetype == "application/problem+json"
+    assert "sms_sends_total" not in refused.get_data(as_text=True)
+    assert allowed.status_code == 200
+    assert "sms_sends_total" in allowed.get_data(as_text=True)
