@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,6 +128,9 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
     return str(raw).strip() if isinstance(raw, str) else raw
 
 
+_API_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?")
+
+
 def _unparseable(settings: Settings) -> list[str]:
     """Settings whose text another library parses later: parsed now, so a typo
     refuses to start instead of switching a limit off at the first request."""
@@ -152,6 +156,11 @@ def _unparseable(settings: Settings) -> list[str]:
     if logging.getLevelName(settings.log_level.upper()) not in range(0, 60):
         problems.append(
             f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}"
+        )
+    if not _API_HOST.fullmatch(settings.vonage_api_host):
+        problems.append(
+            "VONAGE_API_HOST must be a host name with an optional port, like api-eu.vonage.com "
+            f"or 127.0.0.1:8443, got {settings.vonage_api_host!r}"
         )
     if not 0 < settings.port < 65536:
         problems.append("PORT must be from 1 to 65535")

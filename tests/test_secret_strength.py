@@ -103,6 +103,7 @@ def test_development_keeps_working_with_short_local_values():
         ("LOG_LEVEL", "LOUD"),
         ("PORT", "70000"),
         ("DATABASE_URL", "not a url"),
+        ("VONAGE_API_HOST", "https://api.nexmo.com/v1"),
     ],
 )
 def test_unparseable_settings_refuse_to_start_naming_them(tmp_path, environment, setting, value):

@@ -158,3 +158,16 @@ def test_made_up_methods_do_not_grow_metrics(start_stack, tmp_path):
     print(f"/metrics {before} -> {after} bytes; folder {folder_before} -> {folder_after} bytes")
     assert after - before < 5000
     assert folder_after - folder_before < 300 * 100
+
+
+def test_gunicorn_refuses_an_unparseable_thread_count_naming_it(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import clean_env, free_port
+
+    web = [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "app:create_app()"]
+    env = clean_env(GUNICORN_THREADS="many", PORT=str(free_port()), HOST="127.0.0.1")
+    result = subprocess.run(web, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "GUNICORN_THREADS must be a whole number" in result.stderr
