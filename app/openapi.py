@@ -12,6 +12,8 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 
+from app.channels import CHANNELS
+
 bp = Blueprint("openapi", __name__)
 
 JSON = "application/json"
@@ -156,8 +158,15 @@ def _schemas() -> dict[str, Schema]:
             "error",
             "created_at",
             "updated_at",
+            "channel",
         ],
         "properties": {
+            "channel": {"enum": list(CHANNELS), "description": "Sends are always `sms`."},
+            "message_type": _nullable("string", description="`text`, `image`, `audio`, ..."),
+            "media_url": _nullable("string", description="Vonage's URL of inbound media."),
+            "price": _nullable("string", description="Vonage's `usage.price` of an inbound."),
+            "currency": _nullable("string"),
+            "network_code": _nullable("string", description="The sender's network (inbound)."),
             "id": _nullable(
                 "string", description="Null for a message known only from status webhooks."
             ),
@@ -196,6 +205,7 @@ def _schemas() -> dict[str, Schema]:
             "price": _nullable("string"),
             "currency": _nullable("string"),
             "segments": _nullable("integer"),
+            "network_code": _nullable("string", description="The recipient's network."),
             "received_at": timestamp,
         },
     }
@@ -228,11 +238,13 @@ def _schemas() -> dict[str, Schema]:
     }
     inbound_message = {
         "type": "object",
-        "description": "An inbound SMS, Vonage Messages API webhook v1. Other fields are ignored.",
+        "description": "An inbound message on any channel, Vonage Messages API webhook v1. "
+        "Other fields are ignored. A signed body of another shape (v0.1, unknown) is kept "
+        "as a dead letter and still answered 200.",
         "required": ["message_uuid", "from", "to"],
         "properties": {
-            "channel": {"const": "sms"},
-            "message_type": {"const": "text"},
+            "channel": {"enum": list(CHANNELS)},
+            "message_type": {"type": "string"},
             "message_uuid": {"type": "string", "minLength": 1, "maxLength": 64},
             "from": {"type": "string", "minLength": 1, "maxLength": 32},
             "to": {"type": "string", "minLength": 1, "maxLength": 32},
@@ -242,6 +254,7 @@ def _schemas() -> dict[str, Schema]:
                 "type": "object",
                 "properties": {
                     "num_messages": {"type": "string", "pattern": "^[0-9]+$"},
+                    "total_count": {"type": "string", "pattern": "^[0-9]+$"},
                     "keyword": {"type": "string"},
                 },
             },
@@ -249,6 +262,7 @@ def _schemas() -> dict[str, Schema]:
                 "type": "object",
                 "properties": {"price": {"type": "string"}, "currency": {"type": "string"}},
             },
+            "origin": {"type": "object", "properties": {"network_code": {"type": "string"}}},
         },
     }
     message_status = {
@@ -266,7 +280,7 @@ def _schemas() -> dict[str, Schema]:
             "timestamp": timestamp,
             "to": {"type": "string"},
             "from": {"type": "string"},
-            "channel": {"const": "sms"},
+            "channel": {"enum": list(CHANNELS)},
             "client_ref": {"type": "string", "minLength": 1, "maxLength": 100},
             "error": _ref("VonageError"),
             "usage": {
@@ -277,6 +291,7 @@ def _schemas() -> dict[str, Schema]:
                 "type": "object",
                 "properties": {"count_total": {"type": "string", "pattern": "^[0-9]+$"}},
             },
+            "destination": {"type": "object", "properties": {"network_code": {"type": "string"}}},
         },
     }
     return {
@@ -298,6 +313,11 @@ def _schemas() -> dict[str, Schema]:
             "properties": {
                 "status": {"const": "ok"},
                 "duplicate": {"type": "boolean", "description": "Already stored; nothing new."},
+                "dead_letter": {
+                    "const": True,
+                    "description": "Signed but not interpretable: kept raw for an operator "
+                    "(`flask dead-letters list`).",
+                },
             },
         },
         "Health": {
@@ -399,6 +419,7 @@ def _list_messages() -> Schema:
                 "schema": {"type": "string", "pattern": E164_PATTERN},
             },
             {"name": "status", "in": "query", "schema": {"enum": MESSAGE_STATUSES}},
+            {"name": "channel", "in": "query", "schema": {"enum": list(CHANNELS)}},
             {
                 "name": "limit",
                 "in": "query",
@@ -452,15 +473,16 @@ def _webhook(operation_id: str, summary: str, body_schema: str) -> Schema:
         "security": [{"vonageSignature": []}],
         "requestBody": {"required": True, "content": {JSON: {"schema": _ref(body_schema)}}},
         "responses": {
-            "200": _json("Stored, or already stored (`duplicate`).", _ref("WebhookAck")),
-            "400": _problem(400, "A signed body that is not a JSON object."),
+            "200": _json(
+                "Stored, or already stored (`duplicate`), or signed but not interpretable and "
+                "kept raw (`dead_letter`).",
+                _ref("WebhookAck"),
+            ),
+            "400": _problem(400, "A signed body that is not UTF-8 JSON."),
             "401": _problem(
                 401, "A bad token, a wrong `payload_hash`, or an `iat` outside the window."
             ),
             "413": _problem(413, "The body is over 64 KiB."),
-            "422": _problem(
-                422, "A signed payload without the fields it needs.", schema="ValidationProblem"
-            ),
             "503": _problem(
                 503,
                 "No Authorization header at all (`unsigned-webhook`), the signature secret is "

@@ -10,6 +10,7 @@ from app import metrics, sending
 from app.api import history
 from app.api.auth import rate_limit_key, require_api_key
 from app.api.schemas import idempotency_key, json_object, parse_send
+from app.channels import CHANNELS
 from app.errors import Problem, validation_problem
 from app.extensions import limiter, reading, settings
 from app.sms import InvalidNumber, normalize_number
@@ -75,6 +76,9 @@ def _known_only_by_events(message_uuid: str, events: list[dict]) -> dict:
         "id": None,
         "message_uuid": message_uuid,
         "direction": "outbound",
+        "channel": latest.get("channel") or "sms",
+        "message_type": None,
+        "media_url": None,
         "from": None,
         "to": None,
         "text": None,
@@ -83,6 +87,9 @@ def _known_only_by_events(message_uuid: str, events: list[dict]) -> dict:
         "encoding": None,
         "client_ref": None,
         "error": latest["error"],
+        "price": None,
+        "currency": None,
+        "network_code": None,
         "created_at": history.iso(events[0]["received_at"]),
         "updated_at": history.iso(events[-1]["received_at"]),
     }
@@ -90,12 +97,15 @@ def _known_only_by_events(message_uuid: str, events: list[dict]) -> dict:
 
 def _history_query(args):
     errors = []
-    allowed = {"direction", "number", "status", "limit", "cursor"}
+    allowed = {"direction", "channel", "number", "status", "limit", "cursor"}
     for name in sorted(set(args) - allowed):
         errors.append({"field": name, "message": "is not a known filter"})
     direction = args.get("direction")
     if direction is not None and direction not in history.DIRECTIONS:
         errors.append({"field": "direction", "message": "must be inbound or outbound"})
+    channel = args.get("channel")
+    if channel is not None and channel not in CHANNELS:
+        errors.append({"field": "channel", "message": f"must be one of {', '.join(CHANNELS)}"})
     status = args.get("status")
     if status is not None and status not in ORDER and status != "received":
         errors.append({"field": "status", "message": "is not a known status"})
@@ -125,7 +135,7 @@ def _history_query(args):
         raise validation_problem(errors)
     cursor = args.get("cursor")
     after = history.decode_cursor(cursor) if cursor else None
-    return store.MessageFilter(direction, number, status), limit, after
+    return store.MessageFilter(direction, number, status, channel), limit, after
 
 
 @bp.after_app_request
