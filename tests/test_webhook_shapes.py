@@ -191,7 +191,7 @@ def test_status_keeps_the_destination_network_and_numeric_error_title(app, clien
     [event] = client.get(f"/messages/{message_uuid}", headers=auth_headers()).json["events"]
     assert event["network_code"] == "54321"
     assert (event["price"], event["currency"], event["segments"]) == ("0.0333", "EUR", 3)
-    assert event["error"]["title"] == 1000
+    assert event["error"]["title"] == "1000"
 
 
 def test_whatsapp_read_status_is_kept(app, client, signed_webhook):

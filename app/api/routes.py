@@ -14,7 +14,7 @@ from app.channels import CHANNELS
 from app.errors import Problem, validation_problem
 from app.extensions import limiter, reading, settings
 from app.sms import InvalidNumber, normalize_number
-from app.status import ORDER
+from app.status import MESSAGE_STATUSES
 from app.store import messages as store
 
 bp = Blueprint("api", __name__)
@@ -64,35 +64,9 @@ def get_message(identifier: str):
         events = store.events_for(connection, uuid) if uuid else []
     if row is None and not events:
         raise Problem(404, "Not Found", detail="no message with that id")
-    message = history.message_json(row) if row else _known_only_by_events(uuid, events)
+    message = history.message_json(row) if row else history.known_only_by_events(uuid, events)
     message["events"] = [history.event_json(event) for event in events]
     return jsonify(message)
-
-
-def _known_only_by_events(message_uuid: str, events: list[dict]) -> dict:
-    """A message seen only through status webhooks: what the events tell of it."""
-    latest = max(events, key=lambda event: ORDER.get(event["status"], -1))
-    return {
-        "id": None,
-        "message_uuid": message_uuid,
-        "direction": "outbound",
-        "channel": latest.get("channel") or "sms",
-        "message_type": None,
-        "media_url": None,
-        "from": None,
-        "to": None,
-        "text": None,
-        "status": latest["status"],
-        "segments": latest["segments"],
-        "encoding": None,
-        "client_ref": None,
-        "error": latest["error"],
-        "price": None,
-        "currency": None,
-        "network_code": None,
-        "created_at": history.iso(events[0]["received_at"]),
-        "updated_at": history.iso(events[-1]["received_at"]),
-    }
 
 
 def _history_query(args):
@@ -107,7 +81,7 @@ def _history_query(args):
     if channel is not None and channel not in CHANNELS:
         errors.append({"field": "channel", "message": f"must be one of {', '.join(CHANNELS)}"})
     status = args.get("status")
-    if status is not None and status not in ORDER and status != "received":
+    if status is not None and status not in MESSAGE_STATUSES:
         errors.append({"field": "status", "message": "is not a known status"})
     number = args.get("number")
     if number is not None:
