@@ -21,7 +21,13 @@ from app.extensions import settings, writing
 from app.observability import annotate
 from app.sms import mask_number
 from app.webhooks import dead_letters, events, interpret
-from app.webhooks.signature import InvalidSignature, MissingSignature, bearer_token, verify
+from app.webhooks.signature import (
+    InvalidSignature,
+    MissingSignature,
+    bearer_token,
+    check_form,
+    verify,
+)
 
 bp = Blueprint("webhooks", __name__)
 log = logging.getLogger(__name__)
@@ -37,6 +43,7 @@ def verify_signature() -> None:
         )
     try:
         token = bearer_token(request.headers.get("Authorization"))
+        check_form(token)
         verify(
             token,
             request.get_data(cache=True),
