@@ -21,6 +21,7 @@ from flask.cli import with_appcontext
 from app import sending
 from app.api.schemas import parse_send
 from app.errors import Problem
+from app.events import cli as events_cli
 from app.store import migrate as migrations
 from app.vonage_client import application_api
 from app.webhooks.payloads import (
@@ -40,6 +41,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(send_sms_command)
     app.cli.add_command(webhook_group)
     app.cli.add_command(set_webhooks_command)
+    events_cli.register(app)
 
 
 def _settings():

@@ -12,6 +12,8 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 
+from app.events.openapi import event_paths, event_schemas
+
 bp = Blueprint("openapi", __name__)
 
 JSON = "application/json"
@@ -524,9 +526,10 @@ def build_spec() -> dict[str, Any]:
                     "responses": {"200": _json("The OpenAPI 3.1 document.", {"type": "object"})},
                 }
             },
+            **event_paths(),
         },
         "components": {
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **event_schemas()},
             "securitySchemes": {
                 "apiKey": {
                     "type": "http",
