@@ -157,6 +157,9 @@ class Dispatcher:
         lanes: list[store.Lane] = []
         with self._busy_lock:
             busy = set(self._busy)
+        with self.engine.connect().execution_options(readonly=True) as connection:
+            if not store.lanes_with_work(connection, now, busy):
+                return []
         with write_transaction(self.engine) as connection:
             candidates = store.lanes_with_work(connection, now, busy)
             random.shuffle(candidates)
@@ -185,9 +188,15 @@ class Dispatcher:
             self._wakeup.set()
 
     def _run_lane(self, lane: store.Lane, stop: threading.Event) -> int:
+        """Send the lane's deliveries in order; record every outcome in one transaction.
+
+        Recording after the sends (at least once: a crash before the commit
+        sends them again, same ids) keeps the dispatcher to one write per lane,
+        which matters on SQLite, where it shares the single writer with ingest.
+        """
         subscription = lane.subscription
         started = time.monotonic()
-        attempts = 0
+        answers: list[tuple[dict[str, Any], Answer]] = []
         try:
             endpoint = Endpoint(
                 subscription["url"],
@@ -195,14 +204,13 @@ class Dispatcher:
                 allow_private=self.settings.allow_private_event_urls,
             )
         except UnsafeDestination as error:
-            self._settle(lane, lane.deliveries[0], Answer(None, error=f"refused: {error}"))
-            self._release(lane, lane.deliveries[1:])
+            answers.append((lane.deliveries[0], Answer(None, error=f"refused: {error}")))
+            self._record(lane, answers)
             return 1
         try:
             for index, delivery in enumerate(lane.deliveries):
                 late = time.monotonic() - started > LANE_BUDGET_SECONDS
                 if stop.is_set() or (index and late):
-                    self._release(lane, lane.deliveries[index:])
                     break
                 answer = endpoint.post(
                     delivery["body"].encode(),
@@ -210,14 +218,13 @@ class Dispatcher:
                         delivery["event_id"], delivery["body"], self._secrets(subscription)
                     ),
                 )
-                attempts += 1
-                outcome = self._settle(lane, delivery, answer)
-                if outcome != "delivered":
-                    self._release(lane, lane.deliveries[index + 1 :])
+                answers.append((delivery, answer))
+                if not answer.ok:
                     break
         finally:
             endpoint.close()
-        return attempts
+            self._record(lane, answers)
+        return len(answers)
 
     def _secrets(self, subscription: dict[str, Any]) -> list[str]:
         """The secret, and the previous one while its 24 h overlap lasts."""
@@ -227,8 +234,7 @@ class Dispatcher:
             signing_secrets.append(subscription["previous_secret"])
         return signing_secrets
 
-    def _settle(self, lane: store.Lane, delivery: dict[str, Any], answer: Answer) -> str:
-        now = self.clock()
+    def _outcome(self, delivery: dict[str, Any], answer: Answer, now: datetime):
         attempts = delivery["attempts"] + 1
         values: dict[str, Any] = {
             "attempts": attempts,
@@ -237,34 +243,36 @@ class Dispatcher:
             "last_error": (answer.error or "")[:200] or None,
         }
         if answer.ok:
-            outcome = "delivered"
             values.update(status=store.DELIVERED, delivered_at=now, last_error=None)
-        elif answer.status_code == 410:
-            outcome = "gone"
+            return "delivered", values
+        if answer.status_code == 410:
             values.update(status=store.FAILED, last_error="410 Gone: subscription disabled")
-        elif attempts > len(self.schedule):
-            outcome = "failed"
+            return "gone", values
+        if attempts > len(self.schedule):
             values.update(status=store.FAILED)
-        else:
-            outcome = "blocked" if (answer.error or "").startswith("refused") else "retry"
-            wait = self.schedule[attempts - 1]
-            if answer.retry_after is not None:
-                wait = max(wait, min(answer.retry_after, MAX_RETRY_AFTER_SECONDS))
-            values.update(next_attempt_at=now + timedelta(seconds=wait))
-        with write_transaction(self.engine) as connection:
-            kept = store.settle(connection, delivery["id"], lane.token, values)
-            if kept and outcome == "gone":
-                store.disable_subscription(
-                    connection, lane.subscription["id"], "the endpoint answered 410 Gone", now
-                )
-        if kept:
-            metrics.EVENT_DELIVERIES.labels(outcome).inc()
-        else:
-            log.warning("lease lost before settling a delivery", extra={"delivery": delivery["id"]})
-        return outcome
+            return "failed", values
+        wait = self.schedule[attempts - 1]
+        if answer.retry_after is not None:
+            wait = max(wait, min(answer.retry_after, MAX_RETRY_AFTER_SECONDS))
+        values.update(next_attempt_at=now + timedelta(seconds=wait))
+        return ("blocked" if (answer.error or "").startswith("refused") else "retry"), values
 
-    def _release(self, lane: store.Lane, rest: list[dict[str, Any]]) -> None:
-        if not rest:
-            return
+    def _record(self, lane: store.Lane, answers: list[tuple[dict[str, Any], Answer]]) -> None:
+        """Every attempt's outcome, the 410's consequence, and the lease of the rest given back."""
+        now = self.clock()
+        outcomes = []
         with write_transaction(self.engine) as connection:
-            store.release(connection, lane.token, [row["id"] for row in rest])
+            for delivery, answer in answers:
+                outcome, values = self._outcome(delivery, answer, now)
+                if store.settle(connection, delivery["id"], lane.token, values):
+                    outcomes.append(outcome)
+                else:
+                    log.warning("lease lost before settling", extra={"delivery": delivery["id"]})
+                if outcome == "gone":
+                    store.disable_subscription(
+                        connection, lane.subscription["id"], "the endpoint answered 410 Gone", now
+                    )
+            rest = [delivery["id"] for delivery in lane.deliveries[len(answers) :]]
+            store.release(connection, lane.token, rest)
+        for outcome in outcomes:
+            metrics.EVENT_DELIVERIES.labels(outcome).inc()
