@@ -5,7 +5,7 @@ up to `BATCH` due deliveries of one subscription, while no other delivery of
 that subscription is in flight anywhere. A lane runs on one thread of a
 bounded pool and sends its deliveries in order over one keep-alive
 connection; it stops at the first failure (the rest wait for their turn) and
-after `LANE_BUDGET_SECONDS`, so a slow or dead endpoint holds one thread and
+after `LANE_BUDGET_SECONDS` (1 s), so a slow or dead endpoint holds one thread and
 delays only its own events. Nothing waits in memory: a backlog stays in the
 database, however long an endpoint fails.
 
@@ -45,8 +45,9 @@ from app.store.engine import write_transaction
 
 log = logging.getLogger(__name__)
 
-BATCH = 20
-LANE_BUDGET_SECONDS = 5.0
+BATCH = 100
+LANE_BUDGET_SECONDS = 1.0
+ENDPOINT_TTL_SECONDS = 30.0
 LEASE_SECONDS = 60.0
 POLL_SECONDS = 0.1
 MAX_RETRY_AFTER_SECONDS = 86400.0
@@ -70,6 +71,8 @@ class Dispatcher:
         self._busy_lock = threading.Lock()
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
+        self._endpoints: dict[str, tuple[Endpoint, str, float]] = {}
+        self._endpoints_lock = threading.Lock()
 
     # Running -----------------------------------------------------------------
 
@@ -90,6 +93,7 @@ class Dispatcher:
                         self._wakeup.wait(POLL_SECONDS)
                         self._wakeup.clear()
                 self._stopping.set()
+            self._prune_endpoints(set(), max_age=0.0)
             log.info("dispatcher stopped")
 
     def run_once(self) -> int:
@@ -157,6 +161,7 @@ class Dispatcher:
         lanes: list[store.Lane] = []
         with self._busy_lock:
             busy = set(self._busy)
+        self._prune_endpoints(busy)
         with self.engine.connect().execution_options(readonly=True) as connection:
             if not store.lanes_with_work(connection, now, busy):
                 return []
@@ -198,11 +203,7 @@ class Dispatcher:
         started = time.monotonic()
         answers: list[tuple[dict[str, Any], Answer]] = []
         try:
-            endpoint = Endpoint(
-                subscription["url"],
-                https_only=self.settings.is_production,
-                allow_private=self.settings.allow_private_event_urls,
-            )
+            endpoint = self._endpoint(subscription)
         except UnsafeDestination as error:
             answers.append((lane.deliveries[0], Answer(None, error=f"refused: {error}")))
             self._record(lane, answers)
@@ -220,11 +221,55 @@ class Dispatcher:
                 )
                 answers.append((delivery, answer))
                 if not answer.ok:
+                    self._forget_endpoint(subscription["id"])
                     break
+        except BaseException:
+            self._forget_endpoint(subscription["id"])
+            raise
         finally:
-            endpoint.close()
             self._record(lane, answers)
         return len(answers)
+
+    def _endpoint(self, subscription: dict[str, Any]) -> Endpoint:
+        """The subscription's endpoint, kept (with its connection) for a while.
+
+        Resolved and checked again after `ENDPOINT_TTL_SECONDS`, after any
+        failed attempt, and when the URL changes. One lane per subscription
+        runs at a time in a process, so an endpoint is never shared by two threads.
+        """
+        now = time.monotonic()
+        with self._endpoints_lock:
+            kept = self._endpoints.get(subscription["id"])
+        if kept is not None:
+            if kept[1] == subscription["url"] and now - kept[2] <= ENDPOINT_TTL_SECONDS:
+                return kept[0]
+            self._forget_endpoint(subscription["id"])
+        endpoint = Endpoint(
+            subscription["url"],
+            https_only=self.settings.is_production,
+            allow_private=self.settings.allow_private_event_urls,
+        )
+        with self._endpoints_lock:
+            self._endpoints[subscription["id"]] = (endpoint, subscription["url"], now)
+        return endpoint
+
+    def _prune_endpoints(self, busy: set[str], max_age: float = ENDPOINT_TTL_SECONDS) -> None:
+        """Close kept endpoints that no lane is using and that have aged out."""
+        now = time.monotonic()
+        with self._endpoints_lock:
+            stale = [
+                key
+                for key, (_, _, created) in self._endpoints.items()
+                if key not in busy and now - created > max_age
+            ]
+        for key in stale:
+            self._forget_endpoint(key)
+
+    def _forget_endpoint(self, subscription_id: str) -> None:
+        with self._endpoints_lock:
+            kept = self._endpoints.pop(subscription_id, None)
+        if kept is not None:
+            kept[0].close()
 
     def _secrets(self, subscription: dict[str, Any]) -> list[str]:
         """The secret, and the previous one while its 24 h overlap lasts."""
@@ -260,19 +305,20 @@ class Dispatcher:
     def _record(self, lane: store.Lane, answers: list[tuple[dict[str, Any], Answer]]) -> None:
         """Every attempt's outcome, the 410's consequence, and the lease of the rest given back."""
         now = self.clock()
-        outcomes = []
+        outcomes = [self._outcome(delivery, answer, now) for delivery, answer in answers]
+        rows = [
+            {"id": delivery["id"], **values}
+            for (delivery, _), (_, values) in zip(answers, outcomes, strict=True)
+        ]
         with write_transaction(self.engine) as connection:
-            for delivery, answer in answers:
-                outcome, values = self._outcome(delivery, answer, now)
-                if store.settle(connection, delivery["id"], lane.token, values):
-                    outcomes.append(outcome)
-                else:
-                    log.warning("lease lost before settling", extra={"delivery": delivery["id"]})
-                if outcome == "gone":
-                    store.disable_subscription(
-                        connection, lane.subscription["id"], "the endpoint answered 410 Gone", now
-                    )
+            recorded = store.settle_many(connection, lane.token, rows)
+            if any(outcome == "gone" for outcome, _ in outcomes):
+                store.disable_subscription(
+                    connection, lane.subscription["id"], "the endpoint answered 410 Gone", now
+                )
             rest = [delivery["id"] for delivery in lane.deliveries[len(answers) :]]
             store.release(connection, lane.token, rest)
-        for outcome in outcomes:
+        if recorded < len(rows):
+            log.warning("lease lost before settling", extra={"deliveries": len(rows) - recorded})
+        for outcome, _ in outcomes:
             metrics.EVENT_DELIVERIES.labels(outcome).inc()

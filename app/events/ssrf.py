@@ -83,7 +83,8 @@ def resolve(destination: Destination, *, allow_private: bool) -> str:
         raise Unresolvable("the host does not resolve")
     if not allow_private and any(forbidden(address) for address in addresses):
         raise UnsafeDestination("resolves to a loopback, private, link-local or metadata address")
-    return str(addresses[0])
+    # IPv4 first: `localhost` often resolves to ::1 first while local receivers bind 127.0.0.1.
+    return str(min(addresses, key=lambda address: address.version))
 
 
 def check_subscription_url(url: object, *, https_only: bool, allow_private: bool) -> Destination:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, exists, func, or_, select, update
 
 from app.store.models import Delivery, Event, Message, MessageEvent, Subscription
 
@@ -459,18 +459,32 @@ def claim_lane(
     return Lane(dict(subscription._mapping), token, claimed)
 
 
-def settle(connection: Connection, delivery_id: int, token: str, values: dict[str, Any]) -> bool:
-    """Record an attempt's outcome, if this dispatcher still holds the lease."""
-    result = connection.execute(
-        update(deliveries)
-        .where(
-            deliveries.c.id == delivery_id,
-            deliveries.c.locked_by == token,
-            deliveries.c.status == PENDING,
+def settle_many(connection: Connection, token: str, outcomes: list[dict[str, Any]]) -> int:
+    """Record many attempts' outcomes (each a dict with `id` and the new values) at once.
+
+    Outcomes with the same columns go in one executemany; the count of rows
+    still leased to `token`, i.e. recorded, is returned.
+    """
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for outcome in outcomes:
+        values = {**outcome, "locked_until": None, "locked_by": None}
+        key = tuple(sorted(name for name in values if name != "id"))
+        groups.setdefault(key, []).append(
+            {"b_id": values.pop("id"), **{f"v_{name}": value for name, value in values.items()}}
         )
-        .values(**values, locked_until=None, locked_by=None)
-    )
-    return result.rowcount > 0
+    recorded = 0
+    for columns, params in groups.items():
+        statement = (
+            update(deliveries)
+            .where(
+                deliveries.c.id == bindparam("b_id"),
+                deliveries.c.locked_by == token,
+                deliveries.c.status == PENDING,
+            )
+            .values({name: bindparam(f"v_{name}") for name in columns})
+        )
+        recorded += connection.execute(statement, params).rowcount
+    return recorded
 
 
 def release(connection: Connection, token: str, delivery_ids: list[int]) -> None:
