@@ -36,6 +36,7 @@ def _build(config: Mapping[str, Any] | Any) -> Flask:
     from app import cli, docs, errors, observability
     from app.api import bp as api_bp
     from app.config import Settings, load_settings
+    from app.events.routes import bp as events_bp
     from app.extensions import limiter
     from app.openapi import bp as openapi_bp
     from app.store import engine as store_engine
@@ -63,6 +64,7 @@ def _build(config: Mapping[str, Any] | Any) -> Flask:
     errors.register_error_handlers(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(webhooks_bp, url_prefix="/webhooks")
+    app.register_blueprint(events_bp)
     app.register_blueprint(openapi_bp)
     app.register_blueprint(docs.bp)
     cli.register(app)

@@ -1,5 +1,8 @@
 """`python -m app`: the service on its embedded defaults, one process, on $PORT.
 
+An event dispatcher runs inside on a background thread, so the one-command
+start also pushes events (in production the Procfile's `worker:` does).
+
 `python -m app --with-simulator` also starts the local Vonage simulator
 (`python -m app.simulator`, a separate process) and points the app at it, so
 a first try needs one command and cannot reach the real Vonage.
@@ -13,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,6 +101,10 @@ def serve() -> None:
     startup.announce(
         settings, urls=[f"http://{host}:{settings.port}"], instance_path=app.instance_path
     )
+    from app.events.dispatcher import Dispatcher
+
+    dispatcher = Dispatcher(app.extensions["db"], settings)
+    threading.Thread(target=dispatcher.run, name="dispatcher", daemon=True).start()
     app.run(host=host, port=settings.port, threaded=True)
 
 

@@ -26,6 +26,7 @@ from app import sending
 from app.api import history
 from app.api.schemas import parse_send
 from app.errors import Problem
+from app.events import cli as events_cli
 from app.extensions import reading, writing
 from app.sms import InvalidNumber, normalize_number
 from app.store import dead_letters as dead_letter_store
@@ -56,6 +57,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(webhook_group)
     app.cli.add_command(set_webhooks_command)
     app.cli.add_command(dead_letters_group)
+    events_cli.register(app)
     show_defaults(app)
 
 
