@@ -8,6 +8,7 @@ them up; without it (tests, `python -m app`) the default registry is used.
 from __future__ import annotations
 
 import os
+from http import HTTPStatus
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -28,9 +29,15 @@ SENDS = Counter(
 )
 WEBHOOKS = Counter(
     "sms_webhooks_total",
-    "Webhook calls by kind (inbound, status) and outcome (stored, duplicate, "
+    "Webhook calls by kind (inbound, status) and outcome (stored, duplicate, dead_letter, "
     "bad_signature, unsigned, invalid, unavailable)",
     ["kind", "outcome"],
+)
+DEAD_LETTERS = Counter(
+    "sms_webhook_dead_letters_total",
+    "Signed webhooks kept raw because they could not be interpreted, by kind and reason "
+    "(webhook_version, wrong_kind, odd_json, unknown_shape); see `flask dead-letters list`",
+    ["kind", "reason"],
 )
 STATUS_EVENTS = Counter(
     "sms_status_events_total",
@@ -65,6 +72,27 @@ _WEBHOOK_PROBLEMS = {"unsigned-webhook": "unsigned", "storage-unavailable": "una
 KNOWN_STATUSES = frozenset({"submitted", "delivered", "rejected", "undeliverable", "read"})
 
 
+# Every label value comes from a fixed set: a value taken from the request as is
+# (a made-up method, a path) would add a time series per distinct value, and in
+# multiprocess mode a file entry per worker, until /metrics and the disk choke.
+OTHER = "other"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+KNOWN_HTTP_STATUSES = frozenset(status.value for status in HTTPStatus)
+
+
+def request_labels(route: str | None, method: str, status: int) -> tuple[str, str, str]:
+    """(route, method, status) for the latency histogram, each from a fixed set.
+
+    `route` is the matched URL rule (the app's own, finite) or None; anything
+    unknown is folded into `other`.
+    """
+    return (
+        route or OTHER,
+        method if method in KNOWN_METHODS else OTHER,
+        str(status) if status in KNOWN_HTTP_STATUSES else OTHER,
+    )
+
+
 def _problem_slug(problem_type: str | None) -> str:
     return (problem_type or "").rsplit(":", 1)[-1]
 
@@ -78,8 +106,12 @@ def send_outcome(status: int, problem_type: str | None, replayed: bool) -> str:
     return {401: "unauthorized", 429: "rate_limited", 503: "unavailable"}.get(status, "invalid")
 
 
-def webhook_outcome(status: int, problem_type: str | None, duplicate: bool) -> str:
+def webhook_outcome(
+    status: int, problem_type: str | None, duplicate: bool, *, dead_letter: bool = False
+) -> str:
     if status == 200:
+        if dead_letter:
+            return "dead_letter"
         return "duplicate" if duplicate else "stored"
     slug = _problem_slug(problem_type)
     if slug in _WEBHOOK_PROBLEMS:

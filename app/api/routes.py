@@ -8,8 +8,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app import metrics, sending
 from app.api import history
-from app.api.auth import rate_limit_key, require_api_key
+from app.api.auth import rate_limit_key, require_api_key, require_metrics_token
 from app.api.schemas import idempotency_key, json_object, parse_send
+from app.channels import CHANNELS
 from app.errors import Problem, validation_problem
 from app.extensions import limiter, reading, settings
 from app.sms import InvalidNumber, normalize_number
@@ -70,12 +71,15 @@ def get_message(identifier: str):
 
 def _history_query(args):
     errors = []
-    allowed = {"direction", "number", "status", "limit", "cursor"}
+    allowed = {"direction", "channel", "number", "status", "limit", "cursor"}
     for name in sorted(set(args) - allowed):
         errors.append({"field": name, "message": "is not a known filter"})
     direction = args.get("direction")
     if direction is not None and direction not in history.DIRECTIONS:
         errors.append({"field": "direction", "message": "must be inbound or outbound"})
+    channel = args.get("channel")
+    if channel is not None and channel not in CHANNELS:
+        errors.append({"field": "channel", "message": f"must be one of {', '.join(CHANNELS)}"})
     status = args.get("status")
     if status is not None and status not in MESSAGE_STATUSES:
         errors.append({"field": "status", "message": "is not a known status"})
@@ -105,7 +109,7 @@ def _history_query(args):
         raise validation_problem(errors)
     cursor = args.get("cursor")
     after = history.decode_cursor(cursor) if cursor else None
-    return store.MessageFilter(direction, number, status), limit, after
+    return store.MessageFilter(direction, number, status, channel), limit, after
 
 
 @bp.after_app_request
@@ -120,6 +124,7 @@ def count_send(response):
 
 @bp.get("/metrics")
 def prometheus_metrics():
+    require_metrics_token()
     body, content_type = metrics.render()
     return Response(body, content_type=content_type)
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -14,6 +16,8 @@ from collections.abc import Sequence
 import jwt
 
 FUTURE_SKEW_SECONDS = 60
+MAX_TOKEN_LENGTH = 4096
+_JWT_FORM = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 class MissingSignature(Exception):
@@ -31,6 +35,19 @@ def bearer_token(header: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise InvalidSignature("Authorization is not a bearer token")
     return token.strip()
+
+
+def check_form(token: str) -> None:
+    """Refuse what cannot be a Vonage token (three base64url parts, an HS256 header)
+    before the body is read, so a bogus caller is not even worth the read."""
+    if len(token) > MAX_TOKEN_LENGTH or not _JWT_FORM.fullmatch(token):
+        raise InvalidSignature("the token is not a JWT")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise InvalidSignature("the token's header is not readable") from None
+    if header.get("alg") != "HS256":
+        raise InvalidSignature("the token is not signed with HS256")
 
 
 def verify(
@@ -66,8 +83,13 @@ def verify(
         raise InvalidSignature("signature does not match")
 
     issued_at = claims.get("iat")
-    if not isinstance(issued_at, int | float) or isinstance(issued_at, bool):
-        raise InvalidSignature("iat is not a number")
+    if (
+        not isinstance(issued_at, int | float)
+        or isinstance(issued_at, bool)
+        or not math.isfinite(issued_at)
+    ):
+        # NaN compares false with everything, so it would pass both window checks.
+        raise InvalidSignature("iat is not a finite number")
     current = time.time() if now is None else now
     if issued_at < current - max_age:
         raise InvalidSignature("token is too old")
