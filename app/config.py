@@ -45,6 +45,7 @@ class Settings:
     vonage_max_sends_per_second: int = 30
     sms_max_length: int = 1600
     send_sms_daily_limit: int = 10000
+    send_sms_max_in_flight: int = 16
     database_url: str = ""
     api_keys: tuple[str, ...] = field(default_factory=tuple)
     send_sms_rate_limit: str = "10/second;1000/hour"
@@ -96,7 +97,19 @@ _POSITIVE = {
     "vonage_max_sends_per_second",
     "sms_max_length",
     "webhook_max_age_seconds",
+    "send_sms_max_in_flight",
 }
+DEFAULT_GUNICORN_THREADS = 32
+
+
+def default_max_in_flight(environ: Mapping[str, str]) -> int:
+    """Half the worker's threads (gunicorn's GUNICORN_THREADS, 32 by default), so
+    sends waiting on a slow Vonage always leave the other half to webhooks and health."""
+    try:
+        threads = int(environ.get("GUNICORN_THREADS") or DEFAULT_GUNICORN_THREADS)
+    except ValueError:
+        threads = DEFAULT_GUNICORN_THREADS
+    return max(1, threads // 2)
 
 
 def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
@@ -141,6 +154,7 @@ def load_settings(
         if raw is None or raw == "":
             continue
         values[f.name] = _coerce(f.name, raw, problems)
+    values.setdefault("send_sms_max_in_flight", default_max_in_flight(environ))
     settings = Settings(**{k: v for k, v in values.items() if v is not None})
     if settings.app_env not in ("development", "production"):
         problems.append(f"APP_ENV must be development or production, got {settings.app_env!r}")
