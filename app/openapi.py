@@ -46,6 +46,9 @@ def _header(description: str, *, required: bool = False) -> Schema:
 
 RETRY_AFTER = _header("Seconds to wait before trying again.", required=True)
 RETRY_AFTER_OPTIONAL = _header("Seconds to wait before trying again, when known.")
+REPLAYED = _header(
+    "`true` when this answer replays an earlier request with the same Idempotency-Key."
+)
 
 
 def _json(description: str, schema: Schema, **extra: Any) -> Schema:
@@ -343,7 +346,11 @@ def _send_sms() -> Schema:
             },
         },
         "responses": {
-            "202": _json("Vonage accepted the message.", _ref("SendAccepted")),
+            "202": _json(
+                "Vonage accepted the message (or, on a replay, the first request's answer).",
+                _ref("SendAccepted"),
+                headers={"Idempotent-Replayed": REPLAYED},
+            ),
             "400": _problem(400, "The body is not a JSON object."),
             "401": UNAUTHORIZED,
             "409": _problem(
@@ -370,11 +377,17 @@ def _send_sms() -> Schema:
             ),
             "503": _problem(
                 503,
-                "Vonage is not configured or unreachable, or no send slot is free.",
+                "Vonage is not configured or unreachable, no send slot is free, the worker "
+                "has too many sends in flight (`sends-in-flight`), a backing service does "
+                "not answer (`dependency-unavailable`), or the first request with this "
+                "Idempotency-Key died before Vonage had the message (`send-interrupted`, "
+                "nothing sent).",
                 headers={"Retry-After": RETRY_AFTER_OPTIONAL},
             ),
             "504": _problem(
-                504, "Vonage timed out; the message may have been sent (`id` names it)."
+                504,
+                "Vonage timed out, or the first request with this Idempotency-Key died "
+                "while calling Vonage; the message may have been sent (`id` names it).",
             ),
         },
     }
@@ -474,7 +487,9 @@ def _webhook(operation_id: str, summary: str, body_schema: str) -> Schema:
 def _health(operation_id: str, summary: str, *, ready: bool) -> Schema:
     responses = {"200": _json("Healthy.", _ref("Health"))}
     if ready:
-        responses["503"] = _problem(503, "The database does not answer.")
+        responses["503"] = _problem(
+            503, "The database does not take writes.", headers={"Retry-After": RETRY_AFTER}
+        )
     return {"operationId": operation_id, "summary": summary, "security": [], "responses": responses}
 
 
