@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -167,4 +169,6 @@ def write_transaction(engine: Engine, timeout: float | None = None) -> Iterator[
             with connection.begin():
                 yield connection
         finally:
-            dbapi.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            # A broken connection is discarded by the pool anyway.
+            with contextlib.suppress(sqlite3.Error):
+                dbapi.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
