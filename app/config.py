@@ -45,7 +45,7 @@ class Settings:
     vonage_max_sends_per_second: int = 30
     sms_max_length: int = 1600
     send_sms_daily_limit: int = 10000
-    send_sms_max_in_flight: int = 16
+    send_sms_max_in_flight: int = 24
     database_url: str = ""
     api_keys: tuple[str, ...] = field(default_factory=tuple)
     send_sms_rate_limit: str = "10/second;1000/hour"
@@ -103,13 +103,14 @@ DEFAULT_GUNICORN_THREADS = 32
 
 
 def default_max_in_flight(environ: Mapping[str, str]) -> int:
-    """Half the worker's threads (gunicorn's GUNICORN_THREADS, 32 by default), so
-    sends waiting on a slow Vonage always leave the other half to webhooks and health."""
+    """The worker's threads (gunicorn's GUNICORN_THREADS, 32 by default) less a
+    quarter (at least 2) kept for webhooks and health: 24 of 32, 6 of 8. A send
+    may wait seconds on Vonage; a webhook or a probe takes milliseconds."""
     try:
         threads = int(environ.get("GUNICORN_THREADS") or DEFAULT_GUNICORN_THREADS)
     except ValueError:
         threads = DEFAULT_GUNICORN_THREADS
-    return max(1, threads // 2)
+    return max(1, threads - max(2, threads // 4))
 
 
 def _coerce(name: str, raw: Any, problems: list[str]) -> Any:

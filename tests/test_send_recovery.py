@@ -216,8 +216,8 @@ def test_sends_beyond_the_cap_are_503_and_touch_nothing(make_app, vonage_api):
     assert len(vonage_api.calls) == 0
 
 
-@pytest.mark.parametrize(("threads", "cap"), [(None, 16), ("8", 4), ("1", 1)])
-def test_the_cap_defaults_to_half_the_threads(threads, cap):
+@pytest.mark.parametrize(("threads", "cap"), [(None, 24), ("8", 6), ("2", 1), ("1", 1)])
+def test_the_cap_leaves_a_quarter_of_the_threads_to_webhooks(threads, cap):
     from app.config import load_settings
 
     environ = {"GUNICORN_THREADS": threads} if threads else {}

@@ -402,7 +402,7 @@ def test_redis_dying_after_the_send_keeps_the_202(tmp_path, key_file):
 
 def test_slow_vonage_never_takes_the_threads_webhooks_and_health_need(tmp_path, key_file):
     """Vonage answers in 1.5 s and 24 sends arrive at once on a worker of 8 threads:
-    sends beyond the cap (4) are 503 with Retry-After at once, and webhooks and
+    sends beyond the cap (6) are 503 with Retry-After at once, and webhooks and
     /health answer quickly throughout."""
     port = str(free_port())
     with simulator(tmp_path, key_file, int(port)) as sim:
@@ -439,3 +439,107 @@ def test_slow_vonage_never_takes_the_threads_webhooks_and_health_need(tmp_path, 
             assert_problem(answer, 503, "sends-in-flight")
             assert answer.headers["Retry-After"] == "1"
     assert probes and max(probes) < 1.5
+
+
+def test_kill_9_while_sends_wait_for_a_throttle_slot_fails_them_and_gives_slots_back(
+    tmp_path, key_file
+):
+    """Ten sends at once through a 1/s throttle, kill -9 while most wait for a slot:
+    past their hold, those rows are `failed` (Vonage never called) with their daily
+    slots given back; the ones that reached Vonage are not `pending` either."""
+    port = str(free_port())
+    with simulator(tmp_path, key_file, int(port)) as sim:
+        env = with_sim(
+            stack_env(
+                tmp_path,
+                key_file,
+                PORT=port,
+                VONAGE_MAX_SENDS_PER_SECOND="1",
+                VONAGE_TIMEOUT_SECONDS="8",
+            ),
+            sim,
+        )
+        database_url = env["DATABASE_URL"]
+        migrate(env, tmp_path)
+        sim.faults(hang_seconds=60)
+        with gunicorn(env, tmp_path) as app, ThreadPoolExecutor(10) as pool:
+            for n in range(10):
+                pool.submit(answer_or_error, send, app.url, {"to": TO, "text": f"queued {n}"})
+            wait_until(
+                lambda: query(database_url, "SELECT COUNT(*) FROM messages") == [(10,)],
+                what="every send to wait for its slot",
+            )
+            kill_group(app.process)
+        sim.sim("POST", "/_sim/release")
+        hold = hold_seconds(load_settings({"VONAGE_TIMEOUT_SECONDS": "8"}, environ={}))
+        with gunicorn(env, tmp_path, name="app-restarted") as app:
+            time.sleep(hold)
+            wait_until(
+                lambda: (
+                    requests.get(f"{app.url}/health/ready", timeout=5).ok
+                    and query(
+                        database_url, "SELECT COUNT(*) FROM messages WHERE status = 'pending'"
+                    )
+                    == [(0,)]
+                ),
+                what="the abandoned rows to settle",
+            )
+        rows = query(database_url, "SELECT status, vonage_called_at IS NOT NULL FROM messages")
+        [(counted,)] = query(database_url, "SELECT SUM(count) FROM daily_send_counts")
+
+    called = [status for status, was_called in rows if was_called]
+    never_called = [status for status, was_called in rows if not was_called]
+    assert never_called and set(never_called) == {"failed"}
+    assert called and set(called) <= {"unknown", "submitted", "delivered"}
+    assert counted == len(called)
+
+
+def test_throttle_storage_lost_while_a_send_waits_is_503_failed_and_slot_back(tmp_path, key_file):
+    """Redis stops answering while a send waits for its throttle slot: 503, the row
+    `failed`, its daily slot given back, nothing sent."""
+    port = str(free_port())
+    with (
+        redis_server(tmp_path) as (redis_url, redis_process),
+        simulator(tmp_path, key_file, int(port)) as sim,
+    ):
+        env = with_sim(
+            stack_env(
+                tmp_path,
+                key_file,
+                PORT=port,
+                RATELIMIT_STORAGE_URI=redis_url,
+                VONAGE_MAX_SENDS_PER_SECOND="1",
+                VONAGE_TIMEOUT_SECONDS="8",
+            ),
+            sim,
+        )
+        database_url = env["DATABASE_URL"]
+        migrate(env, tmp_path)
+        sim.faults(hang_seconds=60, times=1)
+        with gunicorn(env, tmp_path) as app, ThreadPoolExecutor(2) as pool:
+            first = pool.submit(answer_or_error, send, app.url, {"to": TO, "text": "first"})
+            wait_until(lambda: called_rows(database_url), what="the first send to take the slot")
+            second = pool.submit(send, app.url, {"to": TO, "text": "waits"})
+            wait_until(
+                lambda: query(database_url, "SELECT COUNT(*) FROM messages") == [(2,)],
+                what="the second send to wait for a slot",
+            )
+            os.kill(redis_process.pid, signal.SIGSTOP)
+            answer = second.result(timeout=30)
+            os.kill(redis_process.pid, signal.SIGCONT)
+            sim.sim("POST", "/_sim/release")
+            first.result(timeout=30)
+        [(status, was_called)] = query(
+            database_url,
+            "SELECT status, vonage_called_at IS NOT NULL FROM messages WHERE text = 'waits'",
+        )
+        [(counted,)] = query(database_url, "SELECT SUM(count) FROM daily_send_counts")
+        texts = [
+            entry["request"]["text"]
+            for entry in sim.sim("GET", "/_sim/messages").json()["messages"]
+        ]
+
+    assert_problem(answer, 503, "dependency-unavailable")
+    assert (status, was_called) == ("failed", False)
+    assert counted == 1
+    assert "waits" not in texts
