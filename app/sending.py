@@ -36,7 +36,7 @@ from app.errors import Problem, dependency_problem
 from app.extensions import reading, settings, vonage, writing
 from app.observability import annotate
 from app.sms import mask_number
-from app.status import VONAGE_STATUSES
+from app.status import VONAGE_STATUSES, message_error
 from app.store import guards
 from app.store import messages as store
 from app.store.dialect import utcnow
@@ -207,35 +207,22 @@ def _deliver(
             throttle.acquire(budget.deadline)
         except NoSlot as error:
             outcome = "throttled"
-            raise _not_sent(
-                message,
-                claim,
-                config,
-                budget,
-                {"detail": str(error)},
-                Problem(
-                    503,
-                    "Service Unavailable",
-                    detail="the outbound throttle has no free slot within the time budget",
-                    headers={"Retry-After": str(max(1, round(error.retry_after)))},
-                ),
-            ) from None
+            problem = Problem(
+                503,
+                "Service Unavailable",
+                type="no-send-slot",
+                detail="the outbound throttle has no free slot within the time budget",
+                headers={"Retry-After": str(max(1, round(error.retry_after)))},
+            )
+            raise _not_sent(message, claim, config, budget, str(error), problem) from None
         except ThrottleStorageFailed as error:
             outcome = "throttled"
             detail = f"the throttle's storage failed: {error}"
-            raise _not_sent(
-                message, claim, config, budget, {"detail": detail}, dependency_problem()
-            ) from None
+            raise _not_sent(message, claim, config, budget, detail, dependency_problem()) from None
         if not _mark_vonage_called(message, budget):
             outcome = "not_sent"
-            raise _not_sent(
-                message,
-                claim,
-                config,
-                budget,
-                {"detail": "storage failed before Vonage was called"},
-                dependency_problem(),
-            )
+            detail = "storage failed before Vonage was called"
+            raise _not_sent(message, claim, config, budget, detail, dependency_problem())
         try:
             sent = client.send_sms(
                 to=request.to,
@@ -283,7 +270,7 @@ def _mark_vonage_called(message: _Message, budget: Budget) -> bool:
 
 
 def _problem_for(error: VonageError, message: _Message, claim, config, budget) -> Problem:
-    error_record = {"detail": error.detail, "status_code": error.status_code}
+    detail = f"{error.detail} (HTTP {error.status_code})" if error.status_code else error.detail
     if error.maybe_sent:
         status = 504 if isinstance(error, VonageTimeout) else 502
         title = "Vonage timed out" if status == 504 else "Vonage failed"
@@ -297,7 +284,7 @@ def _problem_for(error: VonageError, message: _Message, claim, config, budget) -
         )
 
         def record(connection: Connection) -> None:
-            store.mark_outcome(connection, message.id, "unknown", error_record)
+            store.mark_outcome(connection, message.id, "unknown", _error_record(problem, detail))
             if claim is not None:
                 guards.complete_idempotency_key(
                     connection, claim.owner, claim.key, status, json.dumps(problem.to_dict())
@@ -321,11 +308,17 @@ def _problem_for(error: VonageError, message: _Message, claim, config, budget) -
             detail=error.detail,
             headers=headers,
         )
-    return _not_sent(message, claim, config, budget, error_record, problem)
+    return _not_sent(message, claim, config, budget, detail, problem)
 
 
-def _not_sent(message: _Message, claim, config, budget, error: dict, problem: Problem) -> Problem:
+def _error_record(problem: Problem, detail: str) -> dict:
+    """The message's `error`: the problem the caller was answered, in Vonage's error shape."""
+    return message_error(problem.type, problem.title, detail)
+
+
+def _not_sent(message: _Message, claim, config, budget, detail: str, problem: Problem) -> Problem:
     """Vonage certainly does not have it: the row `failed`, its daily slot back, the key free."""
+    error = _error_record(problem, detail)
 
     def record(connection: Connection) -> None:
         store.mark_outcome(connection, message.id, "failed", error)

@@ -25,7 +25,10 @@ _LIMITS = {GSM7: (160, 153), UCS2: (70, 67)}
 OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
 OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP"})
 
-_E164 = re.compile(r"\+?[1-9][0-9]{6,14}")
+# An E.164 number as Vonage writes it (digits), and as callers may (an optional `+`).
+E164_DIGITS = r"[1-9][0-9]{6,14}"
+E164_PATTERN = r"\+?" + E164_DIGITS
+_E164 = re.compile(E164_PATTERN)
 
 
 class InvalidNumber(ValueError):

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select, update
 
-from app.status import ORDER, rank, statuses_below
+from app.status import ORDER, message_error, rank, statuses_below
 from app.store.dialect import upsert, utcnow
 from app.store.models import Message, MessageEvent
 
@@ -87,7 +87,11 @@ def settle_abandoned(
     settled = []
     for row in connection.execute(query).all():
         status = "failed" if row.vonage_called_at is None else "unknown"
-        error = {"detail": "the request sending this message stopped before it finished"}
+        error = message_error(
+            "about:blank",
+            "Send interrupted",
+            "the request sending this message stopped before it finished",
+        )
         moved = connection.execute(
             update(messages)
             .where(messages.c.id == row.id, messages.c.status == "pending")
@@ -149,8 +153,9 @@ def _advance(
     link_uuid: str | None = None,
 ) -> bool:
     values: dict[str, Any] = {"status": status, "updated_at": now}
-    if event is not None and event.get("error"):
-        values["error"] = event["error"]
+    if event is not None:
+        # The error describes the current status: a later status without one clears it.
+        values["error"] = event.get("error") or None
     if link_uuid is not None:
         values["message_uuid"] = func.coalesce(messages.c.message_uuid, link_uuid)
     result = connection.execute(
