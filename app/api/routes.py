@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from app import metrics, sending
 from app.api import history
-from app.api.auth import rate_limit_key, require_api_key
+from app.api.auth import rate_limit_key, require_api_key, require_metrics_token
 from app.api.schemas import idempotency_key, json_object, parse_send
 from app.errors import Problem, validation_problem
 from app.extensions import limiter, reading, settings
@@ -118,6 +118,7 @@ def count_send(response):
 
 @bp.get("/metrics")
 def prometheus_metrics():
+    require_metrics_token()
     body, content_type = metrics.render()
     return Response(body, content_type=content_type)
 
