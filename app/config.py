@@ -58,7 +58,7 @@ class Settings:
     api_keys: tuple[str, ...] = field(default_factory=tuple)
     send_sms_rate_limit: str = "10/second;1000/hour"
     ratelimit_storage_uri: str = "memory://"
-    webhook_max_age_seconds: int = 300
+    webhook_max_age_seconds: int = 90000
     log_level: str = "INFO"
     log_format: str = "json"
     trusted_proxies: int = 1

@@ -29,9 +29,15 @@ SENDS = Counter(
 )
 WEBHOOKS = Counter(
     "sms_webhooks_total",
-    "Webhook calls by kind (inbound, status) and outcome (stored, duplicate, "
+    "Webhook calls by kind (inbound, status) and outcome (stored, duplicate, dead_letter, "
     "bad_signature, unsigned, invalid, unavailable)",
     ["kind", "outcome"],
+)
+DEAD_LETTERS = Counter(
+    "sms_webhook_dead_letters_total",
+    "Signed webhooks kept raw because they could not be interpreted, by kind and reason "
+    "(webhook_version, wrong_kind, odd_json, unknown_shape); see `flask dead-letters list`",
+    ["kind", "reason"],
 )
 STATUS_EVENTS = Counter(
     "sms_status_events_total",
@@ -100,8 +106,12 @@ def send_outcome(status: int, problem_type: str | None, replayed: bool) -> str:
     return {401: "unauthorized", 429: "rate_limited", 503: "unavailable"}.get(status, "invalid")
 
 
-def webhook_outcome(status: int, problem_type: str | None, duplicate: bool) -> str:
+def webhook_outcome(
+    status: int, problem_type: str | None, duplicate: bool, *, dead_letter: bool = False
+) -> str:
     if status == 200:
+        if dead_letter:
+            return "dead_letter"
         return "duplicate" if duplicate else "stored"
     slug = _problem_slug(problem_type)
     if slug in _WEBHOOK_PROBLEMS:

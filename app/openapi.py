@@ -256,6 +256,7 @@ def _list_messages() -> Schema:
             "Either party's E.164 number; a `+` must be sent as `%2B`.",
         ),
         _query("status", _ref("MessageStatus"), "Only messages whose status is this."),
+        _query("channel", _ref("Channel"), "Only messages of this channel."),
         _query(
             "limit",
             {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
@@ -316,19 +317,16 @@ def _get_message() -> Schema:
 
 def _webhook(operation_id: str, summary: str, body_schema: str) -> Schema:
     responses = {
-        "200": _json("Stored, or already stored (`duplicate`).", _ref("WebhookAck")),
-        "400": _problem(400, "A signed body that is not a JSON object."),
+        "200": _json(
+            "Stored, or already stored (`duplicate`), or signed but not interpretable and kept "
+            "raw for an operator (`dead_letter`).",
+            _ref("WebhookAck"),
+        ),
+        "400": _problem(400, "A signed body that is not UTF-8 JSON."),
         "401": _problem(
             401, "A bad token, a wrong `payload_hash`, or an `iat` outside the window."
         ),
         "413": _problem(413, "The body is over 64 KiB."),
-        "422": _problem(
-            422,
-            "A signed payload without the fields it needs.",
-            type="validation",
-            schema="ValidationProblem",
-            **VALIDATION_EXAMPLE,
-        ),
         "503": _problem(
             503,
             "No Authorization header at all (`unsigned-webhook`), the signature secret is not "
@@ -387,7 +385,9 @@ def paths() -> dict[str, Schema]:
         "/messages": {"get": _list_messages()},
         "/messages/{identifier}": {"get": _get_message()},
         "/webhooks/inbound": {
-            "post": _webhook("inboundWebhook", "An inbound SMS from Vonage", "VonageInboundMessage")
+            "post": _webhook(
+                "inboundWebhook", "An inbound message from Vonage", "VonageInboundMessage"
+            )
         },
         "/webhooks/status": {
             "post": _webhook("statusWebhook", "A delivery status from Vonage", "VonageStatusEvent")

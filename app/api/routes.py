@@ -8,6 +8,7 @@ from app import metrics, sending
 from app.api import history
 from app.api.auth import rate_limit_key, require_api_key, require_metrics_token
 from app.api.schemas import idempotency_key, json_object, parse_send
+from app.channels import CHANNELS
 from app.errors import Problem, validation_problem
 from app.extensions import limiter, reading, settings
 from app.sms import InvalidNumber, normalize_number
@@ -68,12 +69,15 @@ def get_message(identifier: str):
 
 def _history_query(args):
     errors = []
-    allowed = {"direction", "number", "status", "limit", "cursor"}
+    allowed = {"direction", "channel", "number", "status", "limit", "cursor"}
     for name in sorted(set(args) - allowed):
         errors.append({"field": name, "message": "is not a known filter"})
     direction = args.get("direction")
     if direction is not None and direction not in history.DIRECTIONS:
         errors.append({"field": "direction", "message": "must be inbound or outbound"})
+    channel = args.get("channel")
+    if channel is not None and channel not in CHANNELS:
+        errors.append({"field": "channel", "message": f"must be one of {', '.join(CHANNELS)}"})
     status = args.get("status")
     if status is not None and status not in MESSAGE_STATUSES:
         errors.append({"field": "status", "message": "is not a known status"})
@@ -103,7 +107,7 @@ def _history_query(args):
         raise validation_problem(errors)
     cursor = args.get("cursor")
     after = history.decode_cursor(cursor) if cursor else None
-    return store.MessageFilter(direction, number, status), limit, after
+    return store.MessageFilter(direction, number, status, channel), limit, after
 
 
 @bp.after_app_request

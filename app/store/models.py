@@ -13,7 +13,11 @@ class Base(DeclarativeBase):
 
 
 class Message(Base):
-    """One SMS, either direction. `id` is ours; `message_uuid` is Vonage's."""
+    """One message, either direction. `id` is ours; `message_uuid` is Vonage's.
+
+    Sends are SMS; inbound messages may come from any channel of the Vonage
+    application (`channel`), with their `message_type` and media URL.
+    """
 
     __tablename__ = "messages"
 
@@ -30,11 +34,18 @@ class Message(Base):
     error: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    channel: Mapped[str] = mapped_column(String(16), server_default="sms")
+    message_type: Mapped[str | None] = mapped_column(String(32))
+    media_url: Mapped[str | None] = mapped_column(Text)
+    price: Mapped[str | None] = mapped_column(String(32))
+    currency: Mapped[str | None] = mapped_column(String(8))
+    network_code: Mapped[str | None] = mapped_column(String(16))
     # Set just before Vonage is called: a `pending` row without it was certainly not sent.
     vonage_called_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (
         Index("ix_messages_created", "created_at", "id"),
+        Index("ix_messages_channel_created", "channel", "created_at"),
         Index("ix_messages_status_created", "status", "created_at"),
         Index("ix_messages_to_created", "to_number", "created_at"),
         Index("ix_messages_from_created", "from_number", "created_at"),
@@ -56,8 +67,33 @@ class MessageEvent(Base):
     currency: Mapped[str | None] = mapped_column(String(8))
     segments: Mapped[int | None] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(DateTime)
+    channel: Mapped[str | None] = mapped_column(String(16))
+    network_code: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (UniqueConstraint("message_uuid", "status", "timestamp"),)
+
+
+class DeadLetter(Base):
+    """A correctly signed webhook the service could not interpret, kept raw.
+
+    Vonage does not retry a 4xx, so such a body is acknowledged 200 and kept
+    here until an operator reprocesses it (`flask dead-letters reprocess`).
+    One row per kind and body: a replayed body is stored once.
+    """
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    reprocessed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+
+    __table_args__ = (UniqueConstraint("kind", "body_sha256"),)
 
 
 class OptOut(Base):
