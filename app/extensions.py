@@ -14,6 +14,7 @@ from redis.retry import Retry
 from sqlalchemy import Connection, Engine
 
 from app.config import Settings
+from app.limit_storage import storage_uri
 from app.store.engine import write_transaction
 
 limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
@@ -27,7 +28,7 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter:
     """Bind the limiter: Redis calls time out well within a send's budget (a lost
     host, not only a refused connection, fails fast), and the rate-limit headers
     written after the view never replace the view's answer when storage fails."""
-    app.config["RATELIMIT_STORAGE_URI"] = settings.ratelimit_storage_uri
+    app.config["RATELIMIT_STORAGE_URI"] = storage_uri(settings.ratelimit_storage_uri)
     app.config["RATELIMIT_HEADERS_ENABLED"] = True
     if settings.ratelimit_storage_uri.startswith(("redis", "rediss")):
         timeout = min(REDIS_TIMEOUT_SECONDS, settings.vonage_timeout_seconds / 4)

@@ -134,7 +134,7 @@ def _send(request, owner, idempotency_key, body_hash, throttle, client, config) 
 
     try:
         _refuse_opted_out(request.to)
-        message = _create_message(request, config, claim, budget)
+        message = _create_message(request, config, owner, claim, budget)
     except BaseException:
         # Nothing exists yet that Vonage could have: the caller may retry the key.
         if claim is not None:
@@ -161,7 +161,9 @@ class _Message:
     from_number: str
 
 
-def _create_message(request: SendRequest, config, claim: Claim | None, budget: Budget) -> _Message:
+def _create_message(
+    request: SendRequest, config, owner: str, claim: Claim | None, budget: Budget
+) -> _Message:
     message_id = str(uuid.uuid4())
     today = datetime.now(UTC).date()
     with writing(timeout=budget.remaining()) as connection:
@@ -186,6 +188,7 @@ def _create_message(request: SendRequest, config, claim: Claim | None, budget: B
                 "segments": request.segmentation.segments,
                 "encoding": request.segmentation.encoding,
                 "client_ref": request.client_ref,
+                "owner": owner,
             },
         )
         if claim is not None and not guards.link_idempotency_key(

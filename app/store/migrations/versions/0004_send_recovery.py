@@ -1,7 +1,7 @@
 """send recovery: claims linked to their message, a phase marker, a readiness probe row
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0005
 Create Date: 2026-11-27 07:45:00
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
