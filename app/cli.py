@@ -76,12 +76,18 @@ def send_sms_command(to: str, text: str, client_ref: str | None) -> None:
     if client_ref is not None:
         body["client_ref"] = client_ref
     try:
-        send_request = parse_send(body, _settings().sms_max_length)
+        config = _settings()
+        send_request = parse_send(
+            body,
+            config.sms_max_length,
+            config.send_sms_allowed_countries,
+            config.send_sms_blocked_countries,
+        )
         result = sending.send(
             send_request,
             owner="cli",
             idempotency_key=None,
-            body_hash=sending.request_hash(body),
+            body_hash=sending.request_hash(send_request.canonical()),
             throttle=current_app.extensions["throttle"],
         )
     except Problem as problem:

@@ -78,4 +78,3 @@ def test_unknown_webhook_status_values_do_not_explode_label_cardinality(app, sig
     before = sample("sms_status_events_total", status="other", effect="kept")
     assert signed_webhook("/webhooks/status", payload).status_code == 200
     assert sample("sms_status_events_total", status="other", effect="kept") == before + 1
-

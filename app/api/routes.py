@@ -12,7 +12,7 @@ from app.api.auth import rate_limit_key, require_api_key
 from app.api.schemas import idempotency_key, json_object, parse_send
 from app.errors import Problem, validation_problem
 from app.extensions import limiter, reading, settings
-from app.sms import InvalidNumber, normalize_number
+from app.sms import InvalidNumber
 from app.status import ORDER
 from app.store import messages as store
 
@@ -29,12 +29,18 @@ def send_sms():
     require_api_key()
     key = idempotency_key(request)
     body = json_object(request)
-    send_request = parse_send(body, settings().sms_max_length)
+    config = settings()
+    send_request = parse_send(
+        body,
+        config.sms_max_length,
+        config.send_sms_allowed_countries,
+        config.send_sms_blocked_countries,
+    )
     result = sending.send(
         send_request,
         owner=g.api_key_id,
         idempotency_key=key,
-        body_hash=sending.request_hash(body),
+        body_hash=sending.request_hash(send_request.canonical()),
         throttle=current_app.extensions["throttle"],
     )
     return jsonify(result.body), result.status
@@ -97,13 +103,14 @@ def _history_query(args):
     if direction is not None and direction not in history.DIRECTIONS:
         errors.append({"field": "direction", "message": "must be inbound or outbound"})
     status = args.get("status")
-    if status is not None and status not in ORDER and status != "received":
-        errors.append({"field": "status", "message": "is not a known status"})
+    if status is not None and status not in history.STATUSES:
+        errors.append(
+            {"field": "status", "message": "must be one of " + ", ".join(history.STATUSES)}
+        )
     number = args.get("number")
     if number is not None:
         try:
-            # A "+" in a query string arrives as a space.
-            number = normalize_number(number.strip())
+            number = history.number_filter(number)
         except InvalidNumber as error:
             errors.append({"field": "number", "message": str(error)})
     limit = history.DEFAULT_LIMIT

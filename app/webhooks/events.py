@@ -10,7 +10,8 @@ from sqlalchemy import Connection
 
 from app import metrics
 from app.errors import validation_problem
-from app.sms import keyword
+from app.opt_outs import OPT_IN, OPT_OUT, change_for
+from app.sms import canonical_address
 from app.store import guards
 from app.store import messages as store
 
@@ -77,8 +78,8 @@ def parse_inbound(payload: dict) -> dict[str, Any]:
     return {
         "id": str(uuid.uuid4()),
         "message_uuid": message_uuid,
-        "from_number": sender.removeprefix("+"),
-        "to_number": recipient.removeprefix("+"),
+        "from_number": canonical_address(sender),
+        "to_number": canonical_address(recipient),
         "text": text.replace("\x00", "") if text else text,
         "segments": _int(sms.get("num_messages")),
         "keyword": sms.get("keyword") if isinstance(sms.get("keyword"), str) else None,
@@ -112,23 +113,31 @@ def parse_status(payload: dict) -> dict[str, Any]:
 
 
 def store_inbound(connection: Connection, message: dict[str, Any]) -> bool:
-    """Store once per `message_uuid`; act on STOP/START only the first time.
-
-    Opt-out is honoured when either the whole text or Vonage's `sms.keyword`
-    (the first word) is a stop word; opt-in only when the whole text is one,
-    so "Start time?" never re-subscribes anyone.
-    """
+    """Store once per `message_uuid`; act on STOP/START only the first time."""
     row = {k: v for k, v in message.items() if k not in ("keyword", "sent_at")}
     if not store.insert_inbound(connection, row):
         return False
-    by_text = keyword(message["text"])
-    if by_text == "opt_out" or keyword(message["keyword"]) == "opt_out":
-        guards.opt_out(connection, message["from_number"], message["message_uuid"])
-        metrics.OPT_OUTS.labels("opt_out").inc()
-    elif by_text == "opt_in":
-        guards.opt_in(connection, message["from_number"])
-        metrics.OPT_OUTS.labels("opt_in").inc()
+    record_opt_out_change(connection, message)
     return True
+
+
+def record_opt_out_change(connection: Connection, message: dict[str, Any]) -> str | None:
+    """Opt the sender out or back in when the text says so (see app/opt_outs.py).
+
+    The one place an opt-out changes. Vonage's `sms.keyword` (its first word,
+    punctuation kept) is used only when there is no text, since the decision
+    is made on the whole message.
+    """
+    text = message["text"] if message["text"] is not None else message["keyword"]
+    change = change_for(text)
+    if change == OPT_OUT:
+        guards.opt_out(connection, message["from_number"], message["message_uuid"])
+    elif change == OPT_IN:
+        guards.opt_in(connection, message["from_number"])
+    else:
+        return None
+    metrics.OPT_OUTS.labels(change).inc()
+    return change
 
 
 def store_status(connection: Connection, event: dict[str, Any]) -> bool:
