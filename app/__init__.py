@@ -18,7 +18,7 @@ def create_app(config: Mapping[str, Any] | Any = None) -> Flask:
     environment, or a ready `Settings` (what the tests pass, so they never read
     `os.environ` or `.env`).
     """
-    from app import cli, errors, observability
+    from app import cli, errors, observability, retention
     from app.api import bp as api_bp
     from app.config import Settings, load_settings
     from app.extensions import limiter
@@ -43,6 +43,7 @@ def create_app(config: Mapping[str, Any] | Any = None) -> Flask:
     app.extensions["vonage"] = build_client(settings)
     limiter.init_app(app)
     app.extensions["throttle"] = SendThrottle(limiter.storage, settings.vonage_max_sends_per_second)
+    retention.init_app(app, settings.message_retention_days)
 
     errors.register_error_handlers(app)
     app.register_blueprint(api_bp)

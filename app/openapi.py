@@ -12,11 +12,15 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 
+from app.errors import MAX_ERRORS
+
 bp = Blueprint("openapi", __name__)
 
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
 E164_PATTERN = r"^\+?[1-9][0-9]{6,14}$"
+# What a caller may type: `+33 6 12 34 56 78`, `0033…`, `+1 (415) 555-0100`.
+NUMBER_INPUT_PATTERN = r"^(\+|00)?[1-9][0-9 ().\-\u00a0]{6,40}$"
 MESSAGE_STATUSES = [
     "pending",
     "unknown",
@@ -86,7 +90,13 @@ def _schemas() -> dict[str, Schema]:
             "title": {"type": "string"},
             "status": {"type": "integer", "minimum": 400, "maximum": 599},
             "detail": {"type": "string"},
-            "errors": {"type": "array", "items": _ref("FieldError")},
+            "errors": {
+                "type": "array",
+                "items": _ref("FieldError"),
+                "maxItems": MAX_ERRORS,
+                "description": f"At most {MAX_ERRORS} entries; `errors_omitted` counts the rest.",
+            },
+            "errors_omitted": {"type": "integer", "minimum": 1},
             "id": {
                 "type": "string",
                 "description": "The service's id for a message Vonage may have accepted "
@@ -110,8 +120,14 @@ def _schemas() -> dict[str, Schema]:
         "properties": {
             "to": {
                 "type": "string",
-                "pattern": E164_PATTERN,
-                "description": "A valid E.164 number, with or without the `+`.",
+                "pattern": NUMBER_INPUT_PATTERN,
+                "description": "A valid phone number in international form: `+14155550100`, "
+                "`14155550100`, `0014155550100`, spaces, dashes, dots and parentheses allowed, "
+                "a trunk 0 after the country code ignored. Stored, answered and compared in one "
+                "canonical E.164 form (digits, no `+`). Premium-rate, shared-cost, pager, "
+                "personal and international-network numbers are refused "
+                "(`destination-not-allowed`), as are countries outside "
+                "`SEND_SMS_ALLOWED_COUNTRIES` or in `SEND_SMS_BLOCKED_COUNTRIES`.",
             },
             "text": {
                 "type": "string",
@@ -300,6 +316,23 @@ def _schemas() -> dict[str, Schema]:
                 "duplicate": {"type": "boolean", "description": "Already stored; nothing new."},
             },
         },
+        "Erasure": {
+            "type": "object",
+            "required": [
+                "number",
+                "messages_erased",
+                "events_erased",
+                "idempotency_keys_erased",
+                "opt_out_kept",
+            ],
+            "properties": {
+                "number": {"type": "string", "description": "The number as stored."},
+                "messages_erased": {"type": "integer", "minimum": 0},
+                "events_erased": {"type": "integer", "minimum": 0},
+                "idempotency_keys_erased": {"type": "integer", "minimum": 0},
+                "opt_out_kept": {"type": "boolean"},
+            },
+        },
         "Health": {
             "type": "object",
             "required": ["status"],
@@ -355,8 +388,10 @@ def _send_sms() -> Schema:
             "415": _problem(415, "The body is not JSON."),
             "422": _problem(
                 422,
-                "Validation failed (`errors` lists each field), the recipient opted out "
-                "(`opted-out`), or the Idempotency-Key was used with another body.",
+                "Validation failed (`errors` lists each field, at most 20; "
+                "`errors_omitted` counts the rest), the recipient opted out (`opted-out`), "
+                "the destination is refused (`destination-not-allowed`), or the "
+                "Idempotency-Key was used with another body.",
             ),
             "429": _problem(
                 429,
@@ -395,8 +430,10 @@ def _list_messages() -> Schema:
             {
                 "name": "number",
                 "in": "query",
-                "description": "Either party's E.164 number; a `+` must be sent as `%2B`.",
-                "schema": {"type": "string", "pattern": E164_PATTERN},
+                "description": "Either party: a phone number however written (matched in "
+                "canonical E.164 form; a `+` must be sent as `%2B`), a short code or an "
+                "alphanumeric sender ID.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 64},
             },
             {"name": "status", "in": "query", "schema": {"enum": MESSAGE_STATUSES}},
             {
@@ -438,6 +475,32 @@ def _get_message() -> Schema:
             "200": _json("The message and its events.", _ref("MessageWithEvents")),
             "401": UNAUTHORIZED,
             "404": _problem(404, "Nothing at all is known of that id."),
+            "503": DEPENDENCY_DOWN,
+        },
+    }
+
+
+def _erase_number() -> Schema:
+    return {
+        "operationId": "eraseNumber",
+        "summary": "Erase everything kept about one number (GDPR erasure)",
+        "description": "Deletes every message to or from the number, their status events "
+        "and stored Idempotency-Key answers naming it. An opt-out is kept, so the number "
+        "cannot be texted again by mistake. Repeating the call erases nothing more.",
+        "security": [{"apiKey": []}],
+        "parameters": [
+            {
+                "name": "number",
+                "in": "path",
+                "required": True,
+                "description": "A phone number however written, a short code or a sender ID.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+            }
+        ],
+        "responses": {
+            "200": _json("What was erased.", _ref("Erasure")),
+            "401": UNAUTHORIZED,
+            "422": _problem(422, "Not a number or sender ID.", schema="ValidationProblem"),
             "503": DEPENDENCY_DOWN,
         },
     }
@@ -493,6 +556,7 @@ def build_spec() -> dict[str, Any]:
             "/send-sms": {"post": _send_sms()},
             "/messages": {"get": _list_messages()},
             "/messages/{identifier}": {"get": _get_message()},
+            "/numbers/{number}": {"delete": _erase_number()},
             "/webhooks/inbound": {
                 "post": _webhook("inboundWebhook", "An inbound SMS from Vonage", "InboundMessage")
             },

@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import metrics, sending
-from app.api import history
+from app.api import erasure, history
 from app.api.auth import rate_limit_key, require_api_key
 from app.api.schemas import idempotency_key, json_object, parse_send
 from app.errors import Problem, validation_problem
@@ -133,6 +133,9 @@ def _history_query(args):
     cursor = args.get("cursor")
     after = history.decode_cursor(cursor) if cursor else None
     return store.MessageFilter(direction, number, status), limit, after
+
+
+bp.add_url_rule("/numbers/<number>", view_func=erasure.erase_number, methods=["DELETE"])
 
 
 @bp.after_app_request
