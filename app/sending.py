@@ -23,6 +23,7 @@ from app.errors import Problem
 from app.extensions import reading, settings, vonage, writing
 from app.observability import annotate
 from app.sms import mask_number
+from app.status import message_error
 from app.store import guards
 from app.store import messages as store
 from app.throttle import NoSlot
@@ -131,13 +132,15 @@ def _send_claimed(request: SendRequest, client, config, throttle) -> SendResult:
         )
     except NoSlot as error:
         outcome = "throttled"
-        _settle_failure(message_id, today, "failed", {"detail": str(error)}, config)
-        raise Problem(
+        problem = Problem(
             503,
             "Service Unavailable",
+            type="no-send-slot",
             detail="the outbound throttle has no free slot within the time budget",
             headers={"Retry-After": str(max(1, round(error.retry_after)))},
-        ) from None
+        )
+        _settle_failure(message_id, today, "failed", _error_record(problem, str(error)), config)
+        raise problem from None
     except VonageError as error:
         outcome = "maybe_sent" if error.maybe_sent else "not_sent"
         raise _problem_for(error, message_id, today, config) from None
@@ -163,9 +166,15 @@ def _send_claimed(request: SendRequest, client, config, throttle) -> SendResult:
 
 
 def _problem_for(error: VonageError, message_id: str, today, config) -> Problem:
-    error_record = {"detail": error.detail, "status_code": error.status_code}
+    problem = _vonage_problem(error, message_id)
+    status = "unknown" if error.maybe_sent else "failed"
+    detail = f"{error.detail} (HTTP {error.status_code})" if error.status_code else error.detail
+    _settle_failure(message_id, today, status, _error_record(problem, detail), config)
+    return problem
+
+
+def _vonage_problem(error: VonageError, message_id: str) -> Problem:
     if error.maybe_sent:
-        _settle_failure(message_id, today, "unknown", error_record, config)
         status = 504 if isinstance(error, VonageTimeout) else 502
         title = "Vonage timed out" if status == 504 else "Vonage failed"
         return Problem(
@@ -176,7 +185,6 @@ def _problem_for(error: VonageError, message_id: str, today, config) -> Problem:
             "its status webhook",
             id=message_id,
         )
-    _settle_failure(message_id, today, "failed", error_record, config)
     if isinstance(error, VonageRejected):
         return Problem(
             502, "Vonage refused the message", type="vonage-rejected", detail=error.detail
@@ -185,6 +193,11 @@ def _problem_for(error: VonageError, message_id: str, today, config) -> Problem:
     return Problem(
         503, "Vonage unavailable", type="vonage-unavailable", detail=error.detail, headers=headers
     )
+
+
+def _error_record(problem: Problem, detail: str) -> dict:
+    """The message's `error`: the problem the caller was answered, in Vonage's error shape."""
+    return message_error(problem.type, problem.title, detail)
 
 
 def _settle_failure(message_id: str, today, status: str, error: dict, config) -> None:

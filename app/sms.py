@@ -25,6 +25,10 @@ _LIMITS = {GSM7: (160, 153), UCS2: (70, 67)}
 # What a caller may type around the digits: `+33 6 12-34.56 (78)`, `0033…`.
 _SEPARATORS = re.compile(r"[ \u00a0().\-]")
 _DIGITS = re.compile(r"(\+|00)?[1-9][0-9]{6,16}")
+# An E.164 number as Vonage writes it and the service stores and answers it (digits).
+E164_DIGITS = r"[1-9][0-9]{6,14}"
+# What a caller may write as `to`: `+33 6 12 34 56 78`, `0033…`, `+1 (415) 555-0100`.
+NUMBER_INPUT_PATTERN = r"(\+|00)?[1-9][0-9 ().\u00a0-]{6,40}"
 NUMBER_HINT = "a phone number in international form, such as +14155550100"
 
 

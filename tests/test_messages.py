@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 
+from app.status import as_message_error
 from tests.conftest import OTHER_API_KEY, SIGNATURE_SECRET, auth_headers, signed_headers
 
 
@@ -143,3 +144,34 @@ def test_unknown_route_is_a_problem_not_html(client):
     assert response.status_code == 404
     assert response.mimetype == "application/problem+json"
     assert client.delete("/send-sms").status_code == 405
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        (None, None),
+        (
+            {"type": "https://x/1320", "title": 1320, "detail": "blocked", "instance": "i"},
+            {"type": "https://x/1320", "title": "1320", "detail": "blocked", "instance": "i"},
+        ),
+        (
+            {"title": "1250"},
+            {"type": "about:blank", "title": "1250", "detail": None, "instance": None},
+        ),
+        (
+            {"detail": "Vonage answered 500", "status_code": 500},
+            {
+                "type": "about:blank",
+                "title": "Vonage answered 500",
+                "detail": "Vonage answered 500",
+                "instance": None,
+            },
+        ),
+        (
+            {"detail": "no slot"},
+            {"type": "about:blank", "title": "Not sent", "detail": "no slot", "instance": None},
+        ),
+    ],
+)
+def test_every_stored_error_shows_in_the_one_documented_shape(stored, shown):
+    assert as_message_error(stored) == shown

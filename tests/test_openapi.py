@@ -102,12 +102,67 @@ def test_spec_limits_agree_with_the_app(spec):
     list_params = {p["name"]: p for p in spec["paths"]["/messages"]["get"]["parameters"]}
     send_params = {p["name"]: p for p in spec["paths"]["/send-sms"]["post"]["parameters"]}
 
-    assert set(list_params["status"]["schema"]["enum"]) == set(ORDER) | {"received"}
-    assert list_params["direction"]["schema"]["enum"] == list(history.DIRECTIONS)
+    assert list_params["status"]["schema"] == {"$ref": "#/components/schemas/MessageStatus"}
+    assert set(schemas["MessageStatus"]["enum"]) == set(ORDER) | {"received"}
+    assert list_params["direction"]["schema"] == {"$ref": "#/components/schemas/Direction"}
+    assert schemas["Direction"]["enum"] == list(history.DIRECTIONS)
     assert list_params["limit"]["schema"]["maximum"] == history.MAX_LIMIT
     assert list_params["limit"]["schema"]["default"] == history.DEFAULT_LIMIT
-    assert schemas["SendRequest"]["properties"]["client_ref"]["maxLength"] == MAX_CLIENT_REF
+    client_ref = schemas["SendRequest"]["properties"]["client_ref"]["anyOf"][0]
+    assert client_ref["maxLength"] == MAX_CLIENT_REF
     assert send_params["Idempotency-Key"]["schema"]["maxLength"] == MAX_IDEMPOTENCY_KEY
+
+
+def _responses(spec):
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                yield f"{method.upper()} {path} {status}", status, response
+
+
+def test_problem_answers_reference_the_problem_schemas_directly(spec):
+    for name, status, response in _responses(spec):
+        if "application/problem+json" not in response.get("content", {}):
+            assert int(status) < 400, f"{name} is an error without a problem body"
+            continue
+        media = response["content"]["application/problem+json"]
+        assert media["schema"]["$ref"] in (
+            "#/components/schemas/Problem",
+            "#/components/schemas/ValidationProblem",
+        ), name
+        assert media["example"]["status"] == int(status), name
+    validation = spec["components"]["schemas"]["ValidationProblem"]
+    assert validation["properties"]["errors"]["items"] == {
+        "$ref": "#/components/schemas/FieldError"
+    }
+    assert "allOf" not in json.dumps(spec), "generators cannot merge allOf constraints"
+
+
+def test_what_clients_branch_on_has_a_named_schema(spec):
+    schemas = spec["components"]["schemas"]
+    status_ref = {"$ref": "#/components/schemas/MessageStatus"}
+    error_ref = {"$ref": "#/components/schemas/MessageError"}
+
+    assert schemas["Message"]["properties"]["status"] == status_ref
+    assert schemas["MessageWithEvents"]["properties"]["status"] == status_ref
+    for holder in ("Message", "StatusEvent"):
+        assert {"$ref": error_ref["$ref"]} in schemas[holder]["properties"]["error"]["anyOf"]
+    assert set(schemas["MessageError"]["required"]) == {"type", "title", "detail", "instance"}
+    assert "client_ref" in schemas["SendAccepted"]["required"]
+    next_cursor = schemas["MessagePage"]["properties"]["next_cursor"]["anyOf"][0]
+    cursor = {p["name"]: p for p in spec["paths"]["/messages"]["get"]["parameters"]}["cursor"]
+    assert next_cursor == cursor["schema"]
+
+
+def test_every_operation_is_tagged_and_served_from_the_root(spec):
+    tags = {tag["name"] for tag in spec["tags"]}
+    operations = [op for ops in spec["paths"].values() for op in ops.values()]
+
+    assert tags == {"messages", "vonage-webhooks", "operations"}
+    assert all(len(op["tags"]) == 1 and op["tags"][0] in tags for op in operations)
+    assert spec["servers"] == [{"url": "/", "description": "The host serving this document."}]
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert spec["info"]["license"]["name"] and spec["info"]["contact"]["name"]
 
 
 def test_send_answers_match_the_spec(client, spec, vonage_api):

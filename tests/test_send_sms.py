@@ -171,6 +171,31 @@ def test_read_timeout_is_504_never_retried_and_kept_unknown(app, send, vonage_ap
     assert stored_message(app, response.json["id"])["status"] == "unknown"
 
 
+def test_json_with_utf8_charset_is_accepted(send, vonage_api):
+    accepted(vonage_api)
+
+    response = send(
+        data=json.dumps({"to": TO, "text": "Hi"}),
+        headers={"Content-Type": "application/json; charset=UTF-8"},
+    )
+
+    assert response.status_code == 202
+    assert len(vonage_api.calls) == 1
+
+
+def test_a_failed_send_records_its_error_in_vonages_shape(app, send, vonage_api):
+    vonage_api.post(MESSAGES_URL, body=requests.ReadTimeout())
+
+    response = send({"to": TO, "text": "Hello"})
+    message = app.test_client().get(f"/messages/{response.json['id']}", headers=auth_headers())
+
+    assert message.json["status"] == "unknown"
+    error = message.json["error"]
+    assert set(error) == {"type", "title", "detail", "instance"}
+    assert error["type"] == "urn:sms-service:problem:vonage-outcome-unknown"
+    assert error["title"] == "Vonage timed out"
+
+
 def test_connection_broken_after_sending_is_502_never_retried(app, send, vonage_api):
     vonage_api.post(MESSAGES_URL, body=requests.ConnectionError("Connection aborted."))
     response = send({"to": TO, "text": "Hello"})
@@ -271,6 +296,20 @@ def test_text_at_the_configured_limit_is_accepted(make_app, vonage_api):
     [
         ({"data": "to=1&text=hi", "content_type": "application/x-www-form-urlencoded"}, 415),
         ({"data": '{"to": "+14155550100", "text": "hi"}', "content_type": "text/plain"}, 415),
+        (
+            {
+                "data": '{"to": "+14155550100", "text": "hi"}',
+                "content_type": "application/merge-patch+json",
+            },
+            415,
+        ),
+        (
+            {
+                "data": '{"to": "+14155550100", "text": "hi"}',
+                "content_type": "application/json; charset=latin-1",
+            },
+            415,
+        ),
         ({"data": "{not json", "content_type": "application/json"}, 400),
         ({"data": '["to", "text"]', "content_type": "application/json"}, 400),
         ({"data": '"hello"', "content_type": "application/json"}, 400),

@@ -6,6 +6,7 @@ import time
 import uuid
 
 import pytest
+import requests
 from sqlalchemy import text
 
 from tests.conftest import (
@@ -326,6 +327,36 @@ def test_rejected_status_keeps_the_error(app, client, send, vonage_api, signed_w
     assert message["status"] == "rejected"
     assert message["error"] == error
     assert message["events"][0]["error"]["title"] == "1320"
+
+
+def test_delivery_clears_the_error_of_an_unknown_outcome(
+    app, client, send, vonage_api, signed_webhook
+):
+    vonage_api.post(MESSAGES_URL, body=requests.ReadTimeout())
+    message_id = send({"to": "+14155550100", "text": "Hi"}).json["id"]
+    before = client.get(f"/messages/{message_id}", headers=auth_headers()).json
+
+    signed_webhook(
+        "/webhooks/status",
+        status_payload("22222222-0000-4000-8000-000000000001", "delivered", client_ref=message_id),
+    )
+    after = client.get(f"/messages/{message_id}", headers=auth_headers()).json
+
+    assert (before["status"], before["error"]["title"]) == ("unknown", "Vonage timed out")
+    assert (after["status"], after["error"]) == ("delivered", None)
+    assert [event["status"] for event in after["events"]] == ["delivered"]
+
+
+def test_a_status_this_service_does_not_know_shows_as_unknown(app, client, signed_webhook):
+    signed_webhook("/webhooks/status", status_payload("seen-only-in-status", "accepted"))
+
+    message = client.get("/messages/seen-only-in-status", headers=auth_headers()).json
+    listed = client.get("/messages?status=accepted", headers=auth_headers())
+
+    assert message["status"] == "unknown"
+    assert [event["status"] for event in message["events"]] == ["accepted"]
+    assert listed.status_code == 422
+    assert count_rows(app, "message_events") == 1
 
 
 def test_status_for_unknown_message_is_kept_and_visible(app, client, signed_webhook):

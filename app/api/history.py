@@ -11,10 +11,9 @@ from typing import Any
 
 from app.errors import validation_problem
 from app.sms import MAX_ADDRESS, NUMBER_HINT, InvalidNumber, canonical_address, is_storable_text
-from app.status import ORDER
+from app.status import as_message_error, public_status, rank
 
 DIRECTIONS = ("inbound", "outbound")
-STATUSES = (*ORDER, "received")
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
 
@@ -31,21 +30,42 @@ def message_json(row: dict[str, Any]) -> dict[str, Any]:
         "from": row["from_number"],
         "to": row["to_number"],
         "text": row["text"],
-        "status": row["status"],
+        "status": public_status(row["status"]),
         "segments": row["segments"],
         "encoding": row["encoding"],
         "client_ref": row["client_ref"],
-        "error": row["error"],
+        "error": as_message_error(row["error"]),
         "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
     }
+
+
+def known_only_by_events(message_uuid: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A message seen only through status webhooks: what its events tell of it."""
+    latest = max(events, key=lambda event: rank(event["status"]))
+    row = {
+        "id": None,
+        "message_uuid": message_uuid,
+        "direction": "outbound",
+        "from_number": None,
+        "to_number": None,
+        "text": None,
+        "status": latest["status"],
+        "segments": latest["segments"],
+        "encoding": None,
+        "client_ref": None,
+        "error": latest["error"],
+        "created_at": events[0]["received_at"],
+        "updated_at": events[-1]["received_at"],
+    }
+    return message_json(row)
 
 
 def event_json(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "status": row["status"],
         "timestamp": iso(row["timestamp"]),
-        "error": row["error"],
+        "error": as_message_error(row["error"]),
         "price": row["price"],
         "currency": row["currency"],
         "segments": row["segments"],

@@ -13,7 +13,7 @@ from app.api.schemas import idempotency_key, json_object, parse_send
 from app.errors import Problem, validation_problem
 from app.extensions import limiter, reading, settings
 from app.sms import InvalidNumber
-from app.status import ORDER
+from app.status import MESSAGE_STATUSES
 from app.store import messages as store
 
 bp = Blueprint("api", __name__)
@@ -69,29 +69,9 @@ def get_message(identifier: str):
         events = store.events_for(connection, uuid) if uuid else []
     if row is None and not events:
         raise Problem(404, "Not Found", detail="no message with that id")
-    message = history.message_json(row) if row else _known_only_by_events(uuid, events)
+    message = history.message_json(row) if row else history.known_only_by_events(uuid, events)
     message["events"] = [history.event_json(event) for event in events]
     return jsonify(message)
-
-
-def _known_only_by_events(message_uuid: str, events: list[dict]) -> dict:
-    """A message seen only through status webhooks: what the events tell of it."""
-    latest = max(events, key=lambda event: ORDER.get(event["status"], -1))
-    return {
-        "id": None,
-        "message_uuid": message_uuid,
-        "direction": "outbound",
-        "from": None,
-        "to": None,
-        "text": None,
-        "status": latest["status"],
-        "segments": latest["segments"],
-        "encoding": None,
-        "client_ref": None,
-        "error": latest["error"],
-        "created_at": history.iso(events[0]["received_at"]),
-        "updated_at": history.iso(events[-1]["received_at"]),
-    }
 
 
 def _history_query(args):
@@ -103,9 +83,9 @@ def _history_query(args):
     if direction is not None and direction not in history.DIRECTIONS:
         errors.append({"field": "direction", "message": "must be inbound or outbound"})
     status = args.get("status")
-    if status is not None and status not in history.STATUSES:
+    if status is not None and status not in MESSAGE_STATUSES:
         errors.append(
-            {"field": "status", "message": "must be one of " + ", ".join(history.STATUSES)}
+            {"field": "status", "message": "must be one of " + ", ".join(MESSAGE_STATUSES)}
         )
     number = args.get("number")
     if number is not None:

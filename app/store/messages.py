@@ -103,8 +103,9 @@ def _advance(
     link_uuid: str | None = None,
 ) -> bool:
     values: dict[str, Any] = {"status": status, "updated_at": now}
-    if event is not None and event.get("error"):
-        values["error"] = event["error"]
+    if event is not None:
+        # The error describes the current status: a later status without one clears it.
+        values["error"] = event.get("error") or None
     if link_uuid is not None:
         values["message_uuid"] = func.coalesce(messages.c.message_uuid, link_uuid)
     result = connection.execute(
