@@ -104,3 +104,16 @@ def test_the_cli_send_refuses_the_same_destinations(app, runner, vonage_api):
     assert result.exit_code == 1
     assert "destination-not-allowed" in result.output
     assert len(vonage_api.calls) == 0
+
+
+def test_refused_destinations_are_counted_apart(app, send, vonage_api):
+    from prometheus_client import REGISTRY
+
+    def counted():
+        labels = {"outcome": "destination_refused"}
+        return REGISTRY.get_sample_value("sms_sends_total", labels) or 0.0
+
+    before = counted()
+    assert send({"to": "+19005550123", "text": "Hi"}).status_code == 422
+    assert counted() == before + 1
+    assert len(vonage_api.calls) == 0
