@@ -6,15 +6,22 @@ Code asks `current_app.config["SETTINGS"]`, never `os.environ`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dotenv import load_dotenv
+from limits import parse_many
+from limits.storage import SCHEMES
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from app.destinations import is_country_code
+from app.secret_strength import weak_secret_problems
 
 REQUIRED_IN_PRODUCTION = (
     "VONAGE_APPLICATION_ID",
@@ -58,6 +65,7 @@ class Settings:
     send_sms_allowed_countries: tuple[str, ...] = field(default_factory=tuple)
     send_sms_blocked_countries: tuple[str, ...] = field(default_factory=tuple)
     message_retention_days: int = 0
+    metrics_token: str = ""
 
     @property
     def is_production(self) -> bool:
@@ -142,6 +150,45 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
     return str(raw).strip() if isinstance(raw, str) else raw
 
 
+_API_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?")
+
+
+def _unparseable(settings: Settings) -> list[str]:
+    """Settings whose text another library parses later: parsed now, so a typo
+    refuses to start instead of switching a limit off at the first request."""
+    problems = []
+    try:
+        parse_many(settings.send_sms_rate_limit)
+    except ValueError:
+        problems.append(
+            "SEND_SMS_RATE_LIMIT is not a rate limit string like 10/second;1000/hour, "
+            f"got {settings.send_sms_rate_limit!r}"
+        )
+    scheme = settings.ratelimit_storage_uri.partition("://")[0]
+    if "://" not in settings.ratelimit_storage_uri or scheme not in SCHEMES:
+        problems.append(
+            "RATELIMIT_STORAGE_URI must be memory:// or redis://host:port/db, "
+            f"got {settings.ratelimit_storage_uri!r}"
+        )
+    if settings.database_url:
+        try:
+            make_url(settings.database_url)
+        except ArgumentError:
+            problems.append("DATABASE_URL is not a SQLAlchemy URL")
+    if logging.getLevelName(settings.log_level.upper()) not in range(0, 60):
+        problems.append(
+            f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}"
+        )
+    if not _API_HOST.fullmatch(settings.vonage_api_host):
+        problems.append(
+            "VONAGE_API_HOST must be a host name with an optional port, like api-eu.vonage.com "
+            f"or 127.0.0.1:8443, got {settings.vonage_api_host!r}"
+        )
+    if not 0 < settings.port < 65536:
+        problems.append("PORT must be from 1 to 65535")
+    return problems
+
+
 def load_settings(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -171,10 +218,26 @@ def load_settings(
         problems.append("SMS_MAX_LENGTH must be at most 3200, the Messages API's own limit")
     if settings.log_format not in ("json", "text"):
         problems.append(f"LOG_FORMAT must be json or text, got {settings.log_format!r}")
+    problems += _unparseable(settings)
     if settings.is_production:
         missing = settings.missing_for_production()
         if missing:
             problems.append("missing required settings: " + ", ".join(missing))
+        problems += weak_secret_problems(
+            api_keys=settings.api_keys,
+            signature_secrets={
+                "VONAGE_SIGNATURE_SECRET": settings.vonage_signature_secret,
+                "VONAGE_SIGNATURE_SECRET_PREVIOUS": settings.vonage_signature_secret_previous,
+                "METRICS_TOKEN": settings.metrics_token,
+            },
+            other_secrets={
+                "VONAGE_API_KEY": settings.vonage_api_key,
+                "VONAGE_API_SECRET": settings.vonage_api_secret,
+            },
+            private_key_path=None
+            if settings.vonage_private_key
+            else settings.vonage_private_key_path,
+        )
     if problems:
         raise ConfigError("; ".join(problems))
     return settings

@@ -98,12 +98,7 @@ def _from_http_exception(error: HTTPException) -> Response:
 
 
 def _from_unexpected(error: InternalServerError) -> Response:
-    original = getattr(error, "original_exception", None)
-    if original is not None:
-        log.error(
-            "unhandled error",
-            exc_info=(type(original), original, original.__traceback__),
-        )
+    """Flask has already logged the exception with its trace (`app.log_exception`)."""
     return problem_response(Problem(500, "Internal Server Error"))
 
 

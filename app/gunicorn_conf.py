@@ -1,17 +1,30 @@
 """gunicorn settings for the Procfile: `gunicorn -c python:app.gunicorn_conf "app:create_app()"`.
 
 Threaded workers: a send waits up to VONAGE_TIMEOUT_SECONDS on Vonage, and a
-sync worker would stop serving webhooks for that long.
+sync worker would stop serving webhooks for that long. The worker class is
+gthread's, except that a request reaches a thread only once it has fully
+arrived (app/buffering_worker.py), so slow clients cannot hold the threads.
 """
 
 import os
 import shutil
 import tempfile
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '3000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "32"))
+
+def _whole_number(name: str, default: int) -> int:
+    raw = os.environ.get(name) or str(default)
+    if not (raw.isascii() and raw.isdigit() and int(raw) > 0):
+        raise SystemExit(f"configuration error: {name} must be a whole number above 0, got {raw!r}")
+    return int(raw)
+
+
+bind = f"{os.environ.get('HOST') or '0.0.0.0'}:{_whole_number('PORT', 3000)}"
+workers = _whole_number("WEB_CONCURRENCY", 2)
+worker_class = "app.buffering_worker.BufferingThreadWorker"
+# Connections a worker holds at once, slow ones included (each costs a socket
+# and at most ~130 KiB of buffer while its request arrives).
+worker_connections = 1000
+threads = _whole_number("GUNICORN_THREADS", 32)
 timeout = 60
 graceful_timeout = 30
 keepalive = 5

@@ -8,6 +8,7 @@ them up; without it (tests, `python -m app`) the default registry is used.
 from __future__ import annotations
 
 import os
+from http import HTTPStatus
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -64,6 +65,27 @@ _SEND_PROBLEMS = {
 }
 _WEBHOOK_PROBLEMS = {"unsigned-webhook": "unsigned", "storage-unavailable": "unavailable"}
 KNOWN_STATUSES = frozenset({"submitted", "delivered", "rejected", "undeliverable", "read"})
+
+
+# Every label value comes from a fixed set: a value taken from the request as is
+# (a made-up method, a path) would add a time series per distinct value, and in
+# multiprocess mode a file entry per worker, until /metrics and the disk choke.
+OTHER = "other"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+KNOWN_HTTP_STATUSES = frozenset(status.value for status in HTTPStatus)
+
+
+def request_labels(route: str | None, method: str, status: int) -> tuple[str, str, str]:
+    """(route, method, status) for the latency histogram, each from a fixed set.
+
+    `route` is the matched URL rule (the app's own, finite) or None; anything
+    unknown is folded into `other`.
+    """
+    return (
+        route or OTHER,
+        method if method in KNOWN_METHODS else OTHER,
+        str(status) if status in KNOWN_HTTP_STATUSES else OTHER,
+    )
 
 
 def _problem_slug(problem_type: str | None) -> str:

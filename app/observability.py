@@ -49,7 +49,7 @@ class _ContextFilter(logging.Filter):
 
 _PLAIN = frozenset(
     {"request_id", "name", "levelname", "pathname", "filename", "module", "funcName", "msg"}
-    | {"processName", "threadName", "taskName", "exc_text", "stack_info", "route", "method"}
+    | {"processName", "threadName", "taskName", "exc_text", "stack_info", "route"}
 )
 
 
@@ -97,6 +97,12 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
+def _acceptable_request_id(value: str) -> bool:
+    """A client's X-Request-ID is logged unscrubbed, so only a short, plain token
+    that carries nothing scrubbing would hide (a phone number, a JWT) is kept."""
+    return bool(_VALID_REQUEST_ID.fullmatch(value)) and scrub(value) == value
+
+
 def annotate(**fields) -> None:
     """Add fields to this request's access line (one line per request, not two)."""
     g.setdefault("log_fields", {}).update(fields)
@@ -108,7 +114,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     @app.before_request
     def _start() -> None:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = incoming if _VALID_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        g.request_id = incoming if _acceptable_request_id(incoming) else uuid.uuid4().hex
         g.started = time.perf_counter()
 
     @app.after_request
@@ -123,9 +129,12 @@ def init_app(app: Flask, settings: Settings) -> None:
         duration_ms = (time.perf_counter() - started) * 1000 if started else None
         route = request.url_rule.rule if request.url_rule else "<unmatched>"
         if duration_ms is not None:
-            metrics.REQUEST_LATENCY.labels(route, request.method, response.status_code).observe(
-                duration_ms / 1000
+            labels = metrics.request_labels(
+                request.url_rule.rule if request.url_rule else None,
+                request.method,
+                response.status_code,
             )
+            metrics.REQUEST_LATENCY.labels(*labels).observe(duration_ms / 1000)
         log.info(
             "request",
             extra={

@@ -39,6 +39,7 @@ TAGS = [
 API_KEY = [{"bearerAuth": []}]
 VONAGE_SIGNED = [{"vonageSignature": []}]
 PUBLIC: list[Schema] = []
+METRICS_TOKEN_OR_PUBLIC: list[Schema] = [{}, {"metricsToken": []}]
 
 SECURITY_SCHEMES = {
     "bearerAuth": {
@@ -46,6 +47,11 @@ SECURITY_SCHEMES = {
         "scheme": "bearer",
         "description": "`Authorization: Bearer <key>`, one of the comma-separated `API_KEYS`, "
         "compared in constant time.",
+    },
+    "metricsToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "`Authorization: Bearer <METRICS_TOKEN>`, only when it is set.",
     },
     "vonageSignature": {
         "type": "http",
@@ -375,7 +381,13 @@ def _metrics() -> Schema:
         "content": {"text/plain": {"schema": {"type": "string"}}},
     }
     return _operation(
-        "metrics", "Prometheus metrics of every worker", OPERATIONS, PUBLIC, {"200": exposition}
+        "metrics",
+        "Prometheus metrics of every worker",
+        OPERATIONS,
+        METRICS_TOKEN_OR_PUBLIC,
+        {"200": exposition, "401": _problem(401, "`METRICS_TOKEN` is set and was not sent.")},
+        description="Open unless `METRICS_TOKEN` is set; then it takes "
+        "`Authorization: Bearer <METRICS_TOKEN>`.",
     )
 
 

@@ -68,3 +68,29 @@ def test_scrub_masks_numbers_jwts_and_bearer_tokens():
         scrub("id 4e5fb2f9-0dc3-4b6e-99e6-123456789012")
         == "id 4e5fb2f9-0dc3-4b6e-99e6-123456789012"
     )
+
+
+def test_a_request_id_that_looks_like_a_number_or_a_token_is_replaced(client, capfd):
+    for hostile in ("14155550100", "eyJhbGciOiJIUzI1NiJ9.e30.abc", "x" * 129):
+        echoed = client.get("/health", headers={"X-Request-ID": hostile}).headers["X-Request-ID"]
+        assert echoed != hostile
+    assert "14155550100" not in capfd.readouterr().err
+
+
+def test_an_unexpected_error_is_logged_once_with_its_trace(app, caplog, monkeypatch):
+    from app.api import routes
+
+    def explode():
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(routes, "jsonify", lambda **_: explode())
+    app.testing = False
+    caplog.set_level(logging.ERROR)
+
+    response = app.test_client().get("/health")
+
+    assert response.status_code == 500
+    assert response.mimetype == "application/problem+json"
+    traced = [record for record in caplog.records if record.exc_info]
+    assert len(traced) == 1
+    assert "boom" in str(traced[0].exc_info[1])

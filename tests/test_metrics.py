@@ -78,3 +78,61 @@ def test_unknown_webhook_status_values_do_not_explode_label_cardinality(app, sig
     before = sample("sms_status_events_total", status="other", effect="kept")
     assert signed_webhook("/webhooks/status", payload).status_code == 200
     assert sample("sms_status_events_total", status="other", effect="kept") == before + 1
+
+
+def test_made_up_methods_routes_and_statuses_add_no_time_series(client):
+    """Labels taken from the request as is grew /metrics (and, under gunicorn, the
+    multiprocess files) by one series per made-up method: they fold into `other`."""
+    before = sample(
+        "http_request_duration_seconds_count", route="other", method="other", status="405"
+    )
+    before_404 = sample(
+        "http_request_duration_seconds_count", route="other", method="GET", status="404"
+    )
+
+    for index in range(5):
+        client.open("/health", method=f"QWERTYUIOP{index}")
+    client.get(f"/no-such-route-{uuid.uuid4()}")
+
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "QWERTYUIOP" not in text
+    assert "no-such-route" not in text
+    assert (
+        sample("http_request_duration_seconds_count", route="other", method="other", status="405")
+        + sample(
+            "http_request_duration_seconds_count", route="/health", method="other", status="405"
+        )
+        >= before + 5
+    )
+    assert (
+        sample("http_request_duration_seconds_count", route="other", method="GET", status="404")
+        == before_404 + 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("route", "method", "status", "labels"),
+    [
+        ("/send-sms", "POST", 202, ("/send-sms", "POST", "202")),
+        (None, "QWERTYUIOPAS", 405, ("other", "other", "405")),
+        ("/health", "get", 200, ("/health", "other", "200")),
+        ("/health", "GET", 299, ("/health", "GET", "other")),
+    ],
+)
+def test_request_labels_come_from_fixed_sets(route, method, status, labels):
+    assert metrics.request_labels(route, method, status) == labels
+
+
+def test_metrics_token_protects_metrics_when_set(make_app):
+    token = "metrics-token-0123456789abcdef"
+    client = make_app(METRICS_TOKEN=token).test_client()
+
+    refused = client.get("/metrics")
+    wrong = client.get("/metrics", headers={"Authorization": "Bearer not-the-token-0123456789"})
+    allowed = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+
+    assert (refused.status_code, wrong.status_code) == (401, 401)
+    assert refused.mimetype == "application/problem+json"
+    assert "sms_sends_total" not in refused.get_data(as_text=True)
+    assert allowed.status_code == 200
+    assert "sms_sends_total" in allowed.get_data(as_text=True)

@@ -1,5 +1,6 @@
 """Vonage's webhooks: verification, storage before 200, dedupe, status order."""
 
+import io
 import json
 import threading
 import time
@@ -426,3 +427,26 @@ def test_signed_status_without_timestamp_is_422(app, signed_webhook):
     del payload["timestamp"]
     assert signed_webhook("/webhooks/status", payload).status_code == 422
     assert count_rows(app, "message_events") == 0
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "x",
+        "a.b",
+        "x" * 5000 + ".e30.c2ln",
+        "eyJhbGciOiJIUzUxMiJ9.e30.c2ln",
+        "eyJhbGciOiJub25lIn0.e30.",
+    ],
+)
+def test_a_token_of_the_wrong_form_is_refused_before_the_body_is_read(app, client, token):
+    body = io.BytesIO(b"{" * 60000)
+    response = client.post(
+        "/webhooks/inbound",
+        input_stream=body,
+        content_length=60000,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 401
+    assert body.tell() == 0  # not a byte of the body was read
+    assert count_rows(app, "messages") == 0

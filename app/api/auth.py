@@ -59,3 +59,18 @@ def rate_limit_key() -> str:
     """Per API key when one is valid; per client address otherwise."""
     key_id = api_key_id()
     return f"key:{key_id}" if key_id else f"addr:{request.remote_addr}"
+
+
+def require_metrics_token() -> None:
+    """/metrics is open unless `METRICS_TOKEN` is set; then it takes that bearer token."""
+    expected = settings().metrics_token
+    if not expected:
+        return
+    token = presented_key()
+    if token is None or matching_key(token, (expected,)) is None:
+        raise Problem(
+            401,
+            "Unauthorized",
+            detail="send Authorization: Bearer <METRICS_TOKEN>",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )

@@ -8,7 +8,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app import metrics, sending
 from app.api import erasure, history
-from app.api.auth import rate_limit_key, require_api_key
+from app.api.auth import rate_limit_key, require_api_key, require_metrics_token
 from app.api.schemas import idempotency_key, json_object, parse_send
 from app.errors import Problem, validation_problem
 from app.extensions import limiter, reading, settings
@@ -130,6 +130,7 @@ def count_send(response):
 
 @bp.get("/metrics")
 def prometheus_metrics():
+    require_metrics_token()
     body, content_type = metrics.render()
     return Response(body, content_type=content_type)
 

@@ -20,7 +20,13 @@ from app.extensions import settings, writing
 from app.observability import annotate
 from app.sms import mask_number
 from app.webhooks import events
-from app.webhooks.signature import InvalidSignature, MissingSignature, bearer_token, verify
+from app.webhooks.signature import (
+    InvalidSignature,
+    MissingSignature,
+    bearer_token,
+    check_form,
+    verify,
+)
 
 bp = Blueprint("webhooks", __name__)
 log = logging.getLogger(__name__)
@@ -36,6 +42,7 @@ def verify_signature() -> None:
         )
     try:
         token = bearer_token(request.headers.get("Authorization"))
+        check_form(token)
         verify(
             token,
             request.get_data(cache=True),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -14,6 +15,8 @@ from collections.abc import Sequence
 import jwt
 
 FUTURE_SKEW_SECONDS = 60
+MAX_TOKEN_LENGTH = 4096
+_JWT_FORM = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 class MissingSignature(Exception):
@@ -31,6 +34,19 @@ def bearer_token(header: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise InvalidSignature("Authorization is not a bearer token")
     return token.strip()
+
+
+def check_form(token: str) -> None:
+    """Refuse what cannot be a Vonage token (three base64url parts, an HS256 header)
+    before the body is read, so a bogus caller is not even worth the read."""
+    if len(token) > MAX_TOKEN_LENGTH or not _JWT_FORM.fullmatch(token):
+        raise InvalidSignature("the token is not a JWT")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise InvalidSignature("the token's header is not readable") from None
+    if header.get("alg") != "HS256":
+        raise InvalidSignature("the token is not signed with HS256")
 
 
 def verify(

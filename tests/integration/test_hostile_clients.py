@@ -1,0 +1,173 @@
+"""Attacks from outside over HTTP, against gunicorn as the Procfile runs it.
+
+Slow clients must not starve /health or Vonage's webhooks; made-up methods must
+not grow /metrics; gunicorn's own refusals are problem+json like the app's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from app.webhooks.signature import sign
+from tests.integration.conftest import SIGNATURE_SECRET, VONAGE_NUMBER
+
+pytestmark = pytest.mark.integration
+
+SLOW_CONNECTIONS = 300
+ANSWER_WITHIN_SECONDS = 2.0
+PROBES = 5
+
+
+def _address(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+@contextlib.contextmanager
+def slow_connections(url: str, count: int) -> Iterator[list[socket.socket]]:
+    """`count` connections that each send part of a request and then nothing:
+    half a dribbled head, half a webhook whose 60 000-byte body never comes."""
+    sockets = []
+    try:
+        for index in range(count):
+            sock = socket.create_connection(_address(url), timeout=5)
+            if index % 2:
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            else:
+                sock.sendall(
+                    b"POST /webhooks/inbound HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n{"
+                )
+            sockets.append(sock)
+            time.sleep(0.005)  # spread over every worker, as connections over time are
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def signed_inbound(url: str) -> requests.Response:
+    body = json.dumps(
+        {"message_uuid": str(uuid.uuid4()), "from": "14155550123", "to": VONAGE_NUMBER,
+         "timestamp": "2026-11-26T12:00:00Z", "text": "still here?"}
+    ).encode()  # fmt: skip
+    headers = {
+        "Authorization": f"Bearer {sign(body, SIGNATURE_SECRET)}",
+        "Content-Type": "application/json",
+    }
+    return requests.post(
+        f"{url}/webhooks/inbound", data=body, headers=headers, timeout=ANSWER_WITHIN_SECONDS
+    )
+
+
+def timed(call) -> tuple[requests.Response, float]:
+    started = time.monotonic()
+    response = call()
+    return response, time.monotonic() - started
+
+
+def raw_exchange(url: str, request: bytes, *, timeout: float = 15) -> bytes:
+    with socket.create_connection(_address(url), timeout=timeout) as sock:
+        sock.sendall(request)
+        received = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                received += chunk
+        return received
+
+
+def test_hundreds_of_slow_clients_do_not_starve_health_or_webhooks(stack):
+    """gthread read each request in a pool thread: 70 such connections held all
+    64 threads and /health stopped answering. Here 300 are held open."""
+    with slow_connections(stack.app_url, SLOW_CONNECTIONS) as sockets:
+        time.sleep(1)  # every connection accepted and its bytes read
+        for _ in range(PROBES):
+            health, health_seconds = timed(
+                lambda: requests.get(f"{stack.app_url}/health", timeout=ANSWER_WITHIN_SECONDS)
+            )
+            webhook, webhook_seconds = timed(lambda: signed_inbound(stack.app_url))
+            print(f"with {SLOW_CONNECTIONS} slow connections: /health {health_seconds:.3f} s, "
+                  f"signed webhook {webhook_seconds:.3f} s")  # fmt: skip
+            assert health.status_code == 200
+            assert webhook.status_code == 200, webhook.text
+            assert max(health_seconds, webhook_seconds) < ANSWER_WITHIN_SECONDS
+
+        # The slow ones are answered 408 and closed once their time is up.
+        sockets[0].settimeout(15)
+        answer = sockets[0].recv(65536)
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        assert b"application/problem+json" in answer
+
+
+def test_a_chunked_body_over_64_kib_is_413_problem_json(stack):
+    chunk = b"x" * 8192
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(9)) + b"0\r\n\r\n"
+    answer = raw_exchange(
+        stack.app_url,
+        b"POST /webhooks/inbound HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + body,
+    )
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"application/problem+json" in answer
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"414"),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", b"431"),
+        (b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n", b"400"),
+    ],
+)
+def test_gunicorns_own_refusals_are_problem_json(stack, request_bytes, status):
+    answer = raw_exchange(stack.app_url, request_bytes)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == status
+    assert b"application/problem+json" in head
+    assert json.loads(body)["status"] == int(status)
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.iterdir())
+
+
+def test_made_up_methods_do_not_grow_metrics(start_stack, tmp_path):
+    """300 made-up methods grew /metrics from 6.5 KB to 552 KB and the
+    multiprocess folder by ~4.8 KB a request."""
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    with start_stack(PROMETHEUS_MULTIPROC_DIR=str(folder)) as stack:
+        for _ in range(5):
+            requests.get(f"{stack.app_url}/health", timeout=10)
+        before = len(requests.get(f"{stack.app_url}/metrics", timeout=10).content)
+        folder_before = _folder_bytes(folder)
+        with requests.Session() as session:
+            for index in range(300):
+                session.request(f"QWERTYUIOP{index:03d}", f"{stack.app_url}/health", timeout=10)
+        after = len(requests.get(f"{stack.app_url}/metrics", timeout=10).content)
+        folder_after = _folder_bytes(folder)
+    print(f"/metrics {before} -> {after} bytes; folder {folder_before} -> {folder_after} bytes")
+    assert after - before < 5000
+    assert folder_after - folder_before < 300 * 100
+
+
+def test_gunicorn_refuses_an_unparseable_thread_count_naming_it(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import clean_env, free_port
+
+    web = [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "app:create_app()"]
+    env = clean_env(GUNICORN_THREADS="many", PORT=str(free_port()), HOST="127.0.0.1")
+    result = subprocess.run(web, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "GUNICORN_THREADS must be a whole number" in result.stderr
