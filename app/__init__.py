@@ -21,6 +21,7 @@ def create_app(config: Mapping[str, Any] | Any = None) -> Flask:
     from app import cli, errors, observability, retention
     from app.api import bp as api_bp
     from app.config import Settings, load_settings
+    from app.events.routes import bp as events_bp
     from app.extensions import limiter
     from app.openapi import bp as openapi_bp
     from app.store import engine as store_engine
@@ -48,6 +49,7 @@ def create_app(config: Mapping[str, Any] | Any = None) -> Flask:
     errors.register_error_handlers(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(webhooks_bp, url_prefix="/webhooks")
+    app.register_blueprint(events_bp)
     app.register_blueprint(openapi_bp)
     cli.register(app)
     return app

@@ -7,6 +7,8 @@
 - `set-webhooks`: point the Vonage application's Messages webhooks at a base URL.
 - `retention`: erase the texts of messages older than MESSAGE_RETENTION_DAYS.
 - `erase-number`: erase everything kept about one number (a GDPR erasure request).
+- `dead-letters list|reprocess`: review signed webhooks that could not be
+  interpreted (kept raw, answered 200) and store them after a fix.
 """
 
 from __future__ import annotations
@@ -24,11 +26,15 @@ from app import retention, sending
 from app.api import erasure, history
 from app.api.schemas import parse_send
 from app.errors import Problem
+from app.events import cli as events_cli
+from app.extensions import reading, writing
 from app.sms import InvalidNumber
+from app.store import dead_letters as dead_letter_store
 from app.store import migrate as migrations
 from app.store import privacy
 from app.store.engine import write_transaction
 from app.vonage_client import application_api
+from app.webhooks import dead_letters
 from app.webhooks.payloads import (
     INBOUND_PATH,
     STATUS_PATH,
@@ -48,6 +54,8 @@ def register(app: Flask) -> None:
     app.cli.add_command(set_webhooks_command)
     app.cli.add_command(retention_command)
     app.cli.add_command(erase_number_command)
+    app.cli.add_command(dead_letters_group)
+    events_cli.register(app)
 
 
 def _settings():
@@ -254,3 +262,71 @@ def erase_number_command(number: str) -> None:
     with write_transaction(current_app.extensions["db"]) as connection:
         erased = privacy.erase_number(connection, canonical)
     click.echo(json.dumps(erasure.erasure_json(canonical, erased), indent=2))
+
+
+@click.group("dead-letters")
+def dead_letters_group() -> None:
+    """Signed webhooks the service could not interpret, kept raw (answered 200 to Vonage)."""
+
+
+def _dead_letter_line(row: dict[str, Any]) -> str:
+    state = row["outcome"] or "pending"
+    return (
+        f"#{row['id']} {row['kind']} {row['received_at'].isoformat(timespec='seconds')}Z "
+        f"{state} {row['reason']}: {row['detail'] or ''}"
+    )
+
+
+@dead_letters_group.command("list")
+@click.option("--all", "show_all", is_flag=True, help="include those already reprocessed")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option("--body", "show_body", is_flag=True, help="print each raw body too")
+@with_appcontext
+def dead_letters_list_command(show_all: bool, limit: int, show_body: bool) -> None:
+    """List kept webhooks, oldest first (pending ones only unless --all)."""
+    with reading() as connection:
+        rows = dead_letter_store.list_dead_letters(
+            connection, pending_only=not show_all, limit=limit
+        )
+    if not rows:
+        click.echo("no dead letters" if show_all else "no pending dead letters")
+    for row in rows:
+        click.echo(_dead_letter_line(row))
+        if show_body:
+            click.echo(f"  {row['body']}")
+
+
+@dead_letters_group.command("reprocess")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "every", is_flag=True, help="every pending dead letter")
+@with_appcontext
+def dead_letters_reprocess_command(ids: tuple[int, ...], every: bool) -> None:
+    """Interpret kept webhooks again (after a fix) and store those that now parse.
+
+    Storing is idempotent: a message or event already stored stays as it is.
+    Exits 1 if any is still not interpretable.
+    """
+    if bool(ids) == every:
+        raise click.UsageError("give dead letter ids, or --all")
+    with reading() as connection:
+        if every:
+            rows = dead_letter_store.list_dead_letters(connection, limit=10_000)
+        else:
+            rows = dead_letter_store.find(connection, list(ids))
+    missing = set(ids) - {row["id"] for row in rows}
+    if missing:
+        raise click.UsageError("no dead letter " + ", ".join(f"#{i}" for i in sorted(missing)))
+    still_kept = 0
+    for row in rows:
+        if row["reprocessed_at"] is not None:
+            click.echo(f"#{row['id']} already reprocessed ({row['outcome']})")
+            continue
+        with writing() as connection:
+            outcome = dead_letters.reprocess(connection, row)
+        if outcome in ("stored", "duplicate"):
+            click.echo(f"#{row['id']} {outcome}")
+        else:
+            still_kept += 1
+            click.echo(f"#{row['id']} still kept: {outcome}")
+    if still_kept:
+        raise click.exceptions.Exit(1)

@@ -29,9 +29,15 @@ SENDS = Counter(
 )
 WEBHOOKS = Counter(
     "sms_webhooks_total",
-    "Webhook calls by kind (inbound, status) and outcome (stored, duplicate, "
+    "Webhook calls by kind (inbound, status) and outcome (stored, duplicate, dead_letter, "
     "bad_signature, unsigned, invalid, unavailable)",
     ["kind", "outcome"],
+)
+DEAD_LETTERS = Counter(
+    "sms_webhook_dead_letters_total",
+    "Signed webhooks kept raw because they could not be interpreted, by kind and reason "
+    "(webhook_version, wrong_kind, odd_json, unknown_shape); see `flask dead-letters list`",
+    ["kind", "reason"],
 )
 STATUS_EVENTS = Counter(
     "sms_status_events_total",
@@ -39,6 +45,12 @@ STATUS_EVENTS = Counter(
     ["status", "effect"],
 )
 OPT_OUTS = Counter("sms_opt_out_changes_total", "Opt-out keyword messages", ["change"])
+EVENT_DELIVERIES = Counter(
+    "sms_event_deliveries_total",
+    "Event delivery attempts by outcome (delivered, retry, failed, gone, blocked), "
+    "counted by the dispatcher that made them",
+    ["outcome"],
+)
 REQUEST_LATENCY = Histogram(
     "http_request_duration_seconds",
     "Time to answer a request, by route, method and status",
@@ -101,8 +113,12 @@ def send_outcome(status: int, problem_type: str | None, replayed: bool) -> str:
     return {401: "unauthorized", 429: "rate_limited", 503: "unavailable"}.get(status, "invalid")
 
 
-def webhook_outcome(status: int, problem_type: str | None, duplicate: bool) -> str:
+def webhook_outcome(
+    status: int, problem_type: str | None, duplicate: bool, *, dead_letter: bool = False
+) -> str:
     if status == 200:
+        if dead_letter:
+            return "dead_letter"
         return "duplicate" if duplicate else "stored"
     slug = _problem_slug(problem_type)
     if slug in _WEBHOOK_PROBLEMS:
@@ -110,10 +126,17 @@ def webhook_outcome(status: int, problem_type: str | None, duplicate: bool) -> s
     return {401: "bad_signature", 503: "unavailable"}.get(status, "invalid")
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition text for every worker's metrics."""
+def render(extra: tuple = ()) -> tuple[bytes, str]:
+    """The exposition text for every worker's metrics, then `extra` collectors' (read now)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+        body = generate_latest(registry)
+    else:
+        body = generate_latest()
+    if extra:
+        registry = CollectorRegistry()
+        for collector in extra:
+            registry.register(collector)
+        body += generate_latest(registry)
+    return body, CONTENT_TYPE_LATEST

@@ -1,6 +1,8 @@
 """Message retention: the texts of messages older than MESSAGE_RETENTION_DAYS are erased.
 
 Rows, statuses, segments and prices stay, so counts and bills still add up.
+Outbox events older than the period (they carry copies of texts) are deleted
+once none of their deliveries is still pending.
 It runs two ways: `flask --app app retention` (from cron or a scheduler), and a
 sweep inside every serving process, started on its first request and repeated
 hourly while `MESSAGE_RETENTION_DAYS` is set. Sweeps are idempotent, so several
@@ -17,7 +19,7 @@ from sqlalchemy import Engine
 
 from app.store.dialect import utcnow
 from app.store.engine import write_transaction
-from app.store.privacy import erase_texts_before
+from app.store.privacy import erase_events_before, erase_texts_before
 
 SWEEP_INTERVAL_SECONDS = 3600
 
@@ -29,8 +31,12 @@ def sweep(engine: Engine, days: int, now: datetime | None = None) -> int:
     cutoff = (now or utcnow()) - timedelta(days=days)
     with write_transaction(engine) as connection:
         erased = erase_texts_before(connection, cutoff)
-    if erased:
-        log.info("retention erased message texts", extra={"erased": erased, "days": days})
+        events = erase_events_before(connection, cutoff)
+    if erased or events:
+        log.info(
+            "retention erased message texts",
+            extra={"erased": erased, "events_erased": events, "days": days},
+        )
     return erased
 
 

@@ -23,13 +23,13 @@ import jwt
 import requests
 from cryptography.hazmat.primitives import serialization
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
-from tenacity.wait import wait_random_exponential
+from tenacity.wait import wait_exponential_jitter
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 from vonage import Auth, HttpClientOptions
 from vonage_application import Application
 from vonage_http_client import HttpClient
 from vonage_http_client.errors import HttpRequestError
-from vonage_messages import Messages, Sms
+from vonage_messages import Messages, Sms, WebhookVersion
 
 from app.config import ConfigError
 
@@ -201,7 +201,15 @@ class VonageClient:
         self, *, to: str, sender: str, text: str, client_ref: str, deadline: float
     ) -> SentMessage:
         """Send once, retrying only certain non-acceptance before `deadline` (monotonic)."""
-        message = Sms(to=to, from_=sender, text=text, client_ref=client_ref)
+        # Pinned: the status webhooks for our sends come in the v1 shape we parse,
+        # whatever version the Vonage application is set to.
+        message = Sms(
+            to=to,
+            from_=sender,
+            text=text,
+            client_ref=client_ref,
+            webhook_version=WebhookVersion.V1,
+        )
         retrying = Retrying(
             retry=retry_if_exception_type(_Transient),
             wait=_wait_honouring_retry_after,
@@ -280,7 +288,9 @@ def _retry_after_seconds(value: str | None) -> float:
         return 0.0
 
 
-_backoff = wait_random_exponential(multiplier=0.1, max=2.0)
+# 0.25 s, 0.5 s, 1 s, 2 s (each plus up to 0.25 s of jitter), as long as the
+# deadline allows: a 429 without Retry-After (Vonage's own has none) gets time to clear.
+_backoff = wait_exponential_jitter(multiplier=0.25, max=4.0, jitter=0.25)
 
 
 def _wait_honouring_retry_after(state: RetryCallState) -> float:

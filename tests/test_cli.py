@@ -124,7 +124,9 @@ def test_webhook_inbound_posts_a_signed_v1_inbound_message(runner):
         "timestamp": payload["timestamp"],
         "text": "Stop please",
         "message_type": "text",
-        "sms": {"num_messages": "1", "keyword": "STOP"},
+        "sms": {"num_messages": "1", "total_count": "1", "keyword": "STOP"},
+        "usage": {"currency": "EUR", "price": "0.0057"},
+        "origin": {"network_code": "310260"},
     }
 
 

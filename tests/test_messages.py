@@ -58,7 +58,14 @@ def test_list_is_newest_first_with_every_field(app, client):
         "error",
         "created_at",
         "updated_at",
+        "channel",
+        "message_type",
+        "media_url",
+        "price",
+        "currency",
+        "network_code",
     }
+    assert messages[0]["channel"] == "sms"
     assert messages[0]["created_at"].endswith("Z")
     assert response.json["next_cursor"] is None
 

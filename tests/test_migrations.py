@@ -10,18 +10,24 @@ from app.store.migrate import upgrade
 
 def test_0003_rewrites_stored_numbers_in_canonical_form(tmp_path):
     engine = build_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    upgrade(engine, "0001")
+    upgrade(engine, "0005")
     now = datetime(2026, 11, 1, 12, 0)
     with engine.begin() as connection:
-        for index, (sender, recipient) in enumerate(
-            [("330612345678", "14155550199"), ("MyBrand", "14155550199"), ("14155550199", "22395")]
+        for index, (sender, recipient, channel) in enumerate(
+            [
+                ("330612345678", "14155550199", "sms"),
+                ("MyBrand", "14155550199", "sms"),
+                ("14155550199", "22395", "sms"),
+                ("330612345678", "14155550199", "whatsapp"),  # not SMS: left as it is
+            ]
         ):
             connection.execute(
                 text(
                     "INSERT INTO messages (id, direction, from_number, to_number, status,"
-                    " created_at, updated_at) VALUES (:id, 'inbound', :f, :t, 'received', :n, :n)"
+                    " channel, created_at, updated_at)"
+                    " VALUES (:id, 'inbound', :f, :t, 'received', :c, :n, :n)"
                 ),
-                {"id": f"m{index}", "f": sender, "t": recipient, "n": now},
+                {"id": f"m{index}", "f": sender, "t": recipient, "c": channel, "n": now},
             )
         for number, moment in [("330612345678", now), ("33612345678", now), ("4909001234567", now)]:
             connection.execute(
@@ -40,6 +46,7 @@ def test_0003_rewrites_stored_numbers_in_canonical_form(tmp_path):
             ("m0", "33612345678", "14155550199"),
             ("m1", "MyBrand", "14155550199"),
             ("m2", "14155550199", "22395"),
+            ("m3", "330612345678", "14155550199"),
         ]
         assert list(opted) == ["33612345678", "499001234567"]
     engine.dispose()

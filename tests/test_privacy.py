@@ -11,6 +11,7 @@ from app import retention
 from app.config import ConfigError
 from app.store.dialect import utcnow
 from tests.conftest import MESSAGES_URL, auth_headers, count_rows, signed_headers
+from tests.test_events_api import subscribe
 from tests.test_webhooks import inbound_payload, status_payload
 
 NUMBER = "33612345678"
@@ -137,8 +138,11 @@ def test_erasing_a_number_deletes_its_messages_events_and_answers_but_keeps_the_
         "messages_erased": 3,
         "events_erased": 1,
         "idempotency_keys_erased": 1,
+        "outbox_events_erased": response.json["outbox_events_erased"],
+        "dead_letters_erased": 0,
         "opt_out_kept": True,
     }
+    assert response.json["outbox_events_erased"] > 0
     assert rows(app, "SELECT id FROM messages") == [(other["id"],)]
     assert count_rows(app, "message_events") == 1
     assert rows(app, "SELECT key FROM idempotency_keys") == [("k2",)]
@@ -172,3 +176,30 @@ def test_erase_number_cli(app, runner, signed_webhook):
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["messages_erased"] == 1
     assert rows(app, "SELECT from_number FROM messages") == [(NUMBER,)]
+
+
+def test_erasing_a_number_deletes_the_events_pushed_about_it(
+    app, client, signed_webhook, send, vonage_api
+):
+    accept_every_send(vonage_api)
+    assert subscribe(client).status_code == 201
+    assert send({"to": NUMBER, "text": "Hi"}).status_code == 202
+    assert send({"to": "+14155550100", "text": "Hi"}).status_code == 202
+    signed_webhook("/webhooks/inbound", inbound_payload(text_body="Secret reply", sender=NUMBER))
+    signed_webhook("/webhooks/inbound", inbound_payload(text_body="STOP", sender=NUMBER))
+    signed_webhook("/webhooks/inbound", inbound_payload(text_body="Other", sender="14155550100"))
+    before = count_rows(app, "events")
+    assert before >= 3
+
+    response = client.delete(f"/numbers/{NUMBER}", headers=auth_headers())
+
+    assert response.status_code == 200
+    erased = response.json["outbox_events_erased"]
+    assert erased >= 3
+    assert count_rows(app, "events") == before - erased
+    bodies = [body for (body,) in rows(app, "SELECT body FROM events")]
+    assert bodies and not any(NUMBER in body for body in bodies)
+    assert not any("Secret reply" in body for body in bodies)
+    assert rows(
+        app, "SELECT COUNT(*) FROM deliveries WHERE event_id NOT IN (SELECT id FROM events)"
+    ) == [(0,)]

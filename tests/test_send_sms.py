@@ -68,6 +68,7 @@ def test_send_posts_the_exact_message_and_answers_202(app, send, vonage_api):
         "client_ref": body["id"],
         "channel": "sms",
         "message_type": "text",
+        "webhook_version": "v1",
     }
     assert vonage_api.calls[0].request.headers["Authorization"].startswith(b"Bearer ey")
     row = stored_message(app, body["id"])

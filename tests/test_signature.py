@@ -140,3 +140,23 @@ def test_missing_header_is_distinguished_from_a_bad_one():
 def test_empty_secrets_never_verify():
     with pytest.raises(InvalidSignature):
         verify(token(claims(), secret=OTHER), BODY, secrets=("",), max_age=MAX_AGE, now=NOW)
+
+
+@pytest.mark.parametrize("iat", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_iat_fails(iat):
+    """NaN compares false with everything: without a check it passes both window tests."""
+    with pytest.raises(InvalidSignature, match="iat"):
+        check(token(claims(iat=iat)))
+
+
+def test_a_day_old_token_passes_with_the_default_window():
+    """Vonage retries for 24 h and does not document re-signing the retry."""
+    from app.config import Settings
+
+    old = token(claims(iat=NOW - 24 * 3600))
+    max_age = Settings().webhook_max_age_seconds
+    assert verify(old, BODY, secrets=(SECRET,), max_age=max_age, now=NOW)
+    with pytest.raises(InvalidSignature, match="too old"):
+        verify(
+            token(claims(iat=NOW - max_age - 1)), BODY, secrets=(SECRET,), max_age=max_age, now=NOW
+        )

@@ -103,7 +103,10 @@ def test_status_webhooks_are_signed_like_vonage_and_shaped_as_v1(simulator, bear
     for call in (submitted, delivered):
         token = call.request.headers["Authorization"].removeprefix("Bearer ")
         claims = verify(token, call.request.body, secrets=[SIGNATURE_SECRET], max_age=60)
+        assert set(claims) == {"iat", "jti", "iss", "payload_hash", "api_key", "application_id"}
         assert claims["iss"] == "Vonage"
+        assert claims["application_id"] == APPLICATION_ID
+        assert claims["api_key"]
         assert claims["jti"]
     payload = json.loads(submitted.request.body)
     assert payload == {
@@ -116,6 +119,7 @@ def test_status_webhooks_are_signed_like_vonage_and_shaped_as_v1(simulator, bear
         "client_ref": SMS["client_ref"],
         "usage": {"currency": "EUR", "price": "0.0333"},
         "sms": {"count_total": "1"},
+        "destination": {"network_code": "310260"},
     }
     assert payload["timestamp"].endswith("Z")
     assert json.loads(delivered.request.body)["status"] == "delivered"
@@ -192,7 +196,9 @@ def test_an_hs256_jwt_is_401(simulator):
         ({"to": "+14155550100"}, "to"),
         ({"to": "123456"}, "to"),
         ({"to": "1234567890123456"}, "to"),
-        ({"from": "Vonage"}, "from"),
+        ({"from": "+14155550199"}, "from"),
+        ({"from": "A very long sender"}, "from"),
+        ({"webhook_version": "v2"}, "webhook_version"),
         ({"text": ""}, "text"),
         ({"text": "x" * 3201}, "text"),
         ({"client_ref": "r" * 101}, "client_ref"),
@@ -320,7 +326,9 @@ def test_inbound_control_delivers_a_signed_v1_inbound_sms(simulator, app_webhook
         "timestamp": payload["timestamp"],
         "text": "stop now",
         "message_type": "text",
-        "sms": {"num_messages": "1", "keyword": "STOP"},
+        "sms": {"num_messages": "1", "total_count": "1", "keyword": "STOP"},
+        "usage": {"currency": "EUR", "price": "0.0057"},
+        "origin": {"network_code": "310260"},
     }
 
 
@@ -407,3 +415,104 @@ def test_certificate_covers_localhost_and_is_reused(tmp_path):
     assert key_path.stat().st_mode & 0o077 == 0
     assert ensure_certificate(tmp_path / "certs") == (cert_path, key_path)
     assert cert_path.read_bytes() == ensure_certificate(tmp_path / "certs")[0].read_bytes()
+
+
+# --- Fidelity to Vonage (issue 9, section 4) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("sender", ["Vonage", "MyShop 24", "0412345678", "447700900001"])
+def test_alphanumeric_and_national_senders_are_accepted_as_vonage_does(
+    simulator, bearer, app_webhooks, sender
+):
+    response = simulator.post(
+        "/v1/messages", json={**SMS, "from": sender}, headers={"Authorization": bearer}
+    )
+
+    assert response.status_code == 202, response.get_json()
+
+
+def test_a_429_carries_vonages_rate_limit_type_and_no_retry_after(simulator, bearer):
+    simulator.post("/_sim/faults", json={"status": 429, "times": 1})
+
+    response = simulator.post("/v1/messages", json=SMS, headers={"Authorization": bearer})
+
+    assert response.status_code == 429
+    assert response.get_json()["type"] == "https://developer.vonage.com/api-errors#rate-limit"
+    assert "Retry-After" not in response.headers
+
+
+def test_a_send_asking_for_v0_1_gets_v0_1_status_events(simulator, bearer, app_webhooks):
+    body = {**SMS, "webhook_version": "v0.1"}
+    simulator.post("/v1/messages", json=body, headers={"Authorization": bearer})
+
+    submitted, _ = wait_for_calls(app_webhooks, 2)
+    payload = json.loads(submitted.request.body)
+    assert payload["to"] == {"type": "sms", "number": "14155550100"}
+    assert payload["status"] == "submitted"
+
+
+@pytest.mark.parametrize(
+    ("text", "segments"),
+    [("hi", "1"), ("x" * 160, "1"), ("x" * 161, "2"), ("é" * 70, "1"), ("😀" * 40, "2")],
+)
+def test_inbound_sms_counts_segments_as_a_carrier_would(simulator, app_webhooks, text, segments):
+    simulator.post("/_sim/inbound", json={"from": "14155550100", "text": text})
+
+    [call] = app_webhooks.calls
+    sms = json.loads(call.request.body)["sms"]
+    assert (sms["num_messages"], sms["total_count"]) == (segments, segments)
+
+
+def test_inbound_control_emits_other_channels_with_their_media(simulator, app_webhooks):
+    response = simulator.post(
+        "/_sim/inbound",
+        json={
+            "from": "447700900001",
+            "channel": "whatsapp",
+            "message_type": "image",
+            "media_url": "https://example.com/cat.jpg",
+            "text": "a cat",
+        },
+    )
+
+    assert response.get_json()["response_status"] == 200
+    payload = json.loads(app_webhooks.calls[0].request.body)
+    assert payload["channel"] == "whatsapp"
+    assert payload["message_type"] == "image"
+    assert payload["image"] == {"url": "https://example.com/cat.jpg", "caption": "a cat"}
+    assert "text" not in payload and "sms" not in payload
+
+
+def test_inbound_control_keeps_a_messenger_id_as_vonage_writes_it(simulator, app_webhooks):
+    simulator.post(
+        "/_sim/inbound",
+        json={"from": "7654321098765432", "to": "1234567890", "channel": "messenger", "text": "hi"},
+    )
+
+    payload = json.loads(app_webhooks.calls[0].request.body)
+    assert (payload["channel"], payload["from"], payload["to"]) == (
+        "messenger",
+        "7654321098765432",
+        "1234567890",
+    )
+
+
+def test_inbound_control_emits_the_v0_1_shape(simulator, app_webhooks):
+    simulator.post(
+        "/_sim/inbound", json={"from": "14155550100", "text": "hi", "webhook_version": "v0.1"}
+    )
+
+    payload = json.loads(app_webhooks.calls[0].request.body)
+    assert payload["from"] == {"type": "sms", "number": "14155550100"}
+    assert payload["message"] == {"content": {"type": "text", "text": "hi"}}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"channel": "email"}, {"message_type": "template"}, {"webhook_version": "v2"}],
+)
+def test_inbound_control_refuses_what_vonage_never_sends(simulator, app_webhooks, change):
+    response = simulator.post("/_sim/inbound", json={"from": "14155550100", "text": "hi", **change})
+
+    assert response.status_code == 400
+    assert len(app_webhooks.calls) == 0

@@ -2,6 +2,7 @@
 
 import json
 import time
+from itertools import pairwise
 
 import pytest
 import requests
@@ -75,7 +76,21 @@ def test_backoff_grows_and_stays_bounded(client):
     with pytest.raises(VonageUnavailable):
         send(client, deadline_in=60)
     assert len(responses.calls) == 5
-    assert all(0 <= pause <= 2.0 for pause in client.sleeps)
+    assert all(0.25 <= pause <= 4.25 for pause in client.sleeps)
+
+
+@responses.activate
+def test_429_without_retry_after_backs_off_exponentially(client):
+    """Vonage's own 429 body has no Retry-After: five tries in 0.4 s would all be refused."""
+    responses.post(
+        URL, status=429, json={"type": "https://developer.vonage.com/api-errors#rate-limit"}
+    )
+    with pytest.raises(VonageUnavailable):
+        send(client, deadline_in=60)
+    assert len(responses.calls) == 5
+    assert client.sleeps[0] >= 0.25
+    assert all(later >= earlier for earlier, later in pairwise(client.sleeps))
+    assert sum(client.sleeps) >= 0.25 + 0.5 + 1 + 2
 
 
 @responses.activate

@@ -35,5 +35,7 @@ def erasure_json(number: str, erased: privacy.Erasure) -> dict:
         "messages_erased": erased.messages,
         "events_erased": erased.events,
         "idempotency_keys_erased": erased.idempotency_keys,
+        "outbox_events_erased": erased.outbox_events,
+        "dead_letters_erased": erased.dead_letters,
         "opt_out_kept": erased.opted_out,
     }

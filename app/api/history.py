@@ -27,6 +27,9 @@ def message_json(row: dict[str, Any]) -> dict[str, Any]:
         "id": row["id"],
         "message_uuid": row["message_uuid"],
         "direction": row["direction"],
+        "channel": row.get("channel") or "sms",
+        "message_type": row.get("message_type"),
+        "media_url": row.get("media_url"),
         "from": row["from_number"],
         "to": row["to_number"],
         "text": row["text"],
@@ -35,6 +38,9 @@ def message_json(row: dict[str, Any]) -> dict[str, Any]:
         "encoding": row["encoding"],
         "client_ref": row["client_ref"],
         "error": as_message_error(row["error"]),
+        "price": row.get("price"),
+        "currency": row.get("currency"),
+        "network_code": row.get("network_code"),
         "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
     }
@@ -47,6 +53,7 @@ def known_only_by_events(message_uuid: str, events: list[dict[str, Any]]) -> dic
         "id": None,
         "message_uuid": message_uuid,
         "direction": "outbound",
+        "channel": latest.get("channel") or "sms",
         "from_number": None,
         "to_number": None,
         "text": None,
@@ -69,6 +76,7 @@ def event_json(row: dict[str, Any]) -> dict[str, Any]:
         "price": row["price"],
         "currency": row["currency"],
         "segments": row["segments"],
+        "network_code": row.get("network_code"),
         "received_at": iso(row["received_at"]),
     }
 

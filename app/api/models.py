@@ -17,6 +17,7 @@ from pydantic.json_schema import SkipJsonSchema, models_json_schema
 
 from app.api.history import DIRECTIONS, MAX_LIMIT
 from app.api.schemas import MAX_CLIENT_REF
+from app.channels import CHANNELS
 from app.errors import MAX_ERRORS
 from app.sms import E164_DIGITS, GSM7, NUMBER_INPUT_PATTERN, UCS2
 from app.status import MESSAGE_STATUSES, UNRECOGNISED
@@ -33,6 +34,11 @@ MessageStatus.__doc__ = (
 
 Direction = StrEnum("Direction", {name: name for name in DIRECTIONS})
 Direction.__doc__ = "Which way a message went: from Vonage to us (`inbound`) or sent by us."
+Channel = StrEnum("Channel", {name: name for name in CHANNELS})
+Channel.__doc__ = (
+    "The Vonage channel a message came on; sends are always `sms`. Other channels arrive "
+    "on the same webhooks and are kept, never treated as SMS."
+)
 Encoding = StrEnum("Encoding", {"GSM_7": GSM7, "UCS_2": UCS2})
 Encoding.__doc__ = "How the text is encoded on the air; it decides the segment count."
 # Present in the body when it applies, never null: omitted from the document's `null`s.
@@ -144,7 +150,12 @@ class Message(_Body):
     id: str | None = Field(description="Null for a message known only from status webhooks.")
     message_uuid: str | None = Field(description="Vonage's id; null until Vonage accepts it.")
     direction: Direction
-    from_: str | None = Field(alias="from")
+    channel: Channel
+    message_type: str | None = Field(description="`text`, `image`, `audio`, ... as Vonage says.")
+    media_url: str | None = Field(description="Vonage's link to an inbound message's media.")
+    from_: str | None = Field(
+        alias="from", description="A number, or an id on Messenger/Viber, as Vonage writes it."
+    )
     to: str | None
     text: str | None
     status: MessageStatus
@@ -152,6 +163,9 @@ class Message(_Body):
     encoding: Encoding | None
     client_ref: str | None
     error: MessageError | None
+    price: str | None = Field(description="Vonage's `usage.price` of an inbound message.")
+    currency: str | None
+    network_code: str | None = Field(description="The sender's network (inbound `origin`).")
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -169,6 +183,7 @@ class StatusEvent(_Body):
     price: str | None
     currency: str | None
     segments: int | None
+    network_code: str | None = Field(description="The recipient's network (`destination`).")
     received_at: Timestamp
 
 
@@ -194,12 +209,21 @@ class Erasure(_Body):
     messages_erased: int = Field(ge=0, description="Messages to or from it, both directions.")
     events_erased: int = Field(ge=0, description="Their status events.")
     idempotency_keys_erased: int = Field(ge=0, description="Stored answers naming it.")
+    outbox_events_erased: int = Field(
+        ge=0, description="Events for client services (and their deliveries) naming it."
+    )
+    dead_letters_erased: int = Field(ge=0, description="Raw uninterpretable webhooks naming it.")
     opt_out_kept: bool = Field(description="The number had opted out, and still has.")
 
 
 class WebhookAck(_Body):
     status: Literal["ok"]
     duplicate: bool = Field(description="Already stored; nothing new.")
+    dead_letter: Literal[True] | Omittable = Field(
+        None,
+        description="Signed but not interpretable (v0.1, another shape, odd JSON): kept raw "
+        "for an operator (`flask dead-letters list`), never lost.",
+    )
 
 
 class Health(_Body):
@@ -216,27 +240,34 @@ class VonageError(_Body):
     """Vonage's error in a status webhook, its numeric code in `title`."""
 
     type: str | Omittable = None
-    title: str | Omittable = None
+    title: str | int | Omittable = Field(
+        None, description="The numeric code, as text (some events carry it as a number)."
+    )
     detail: str | Omittable = None
     instance: str | Omittable = None
 
 
 class VonageInboundMessage(_Body):
-    """An inbound SMS, Vonage Messages API webhook v1. Other fields are ignored."""
+    """An inbound message on any channel, Vonage Messages API webhook v1.
+
+    Other fields are ignored. A signed body of another shape (v0.1, unknown) is
+    kept as a dead letter and still answered 200.
+    """
 
     model_config = ConfigDict(extra="allow")
 
-    channel: Literal["sms"] | Omittable = None
-    message_type: Literal["text"] | Omittable = None
+    channel: Channel | Omittable = None
+    message_type: str | Omittable = None
     message_uuid: str = Field(min_length=1, max_length=MAX_ID)
     from_: str = Field(alias="from", min_length=1, max_length=32)
     to: str = Field(min_length=1, max_length=32)
     timestamp: datetime | Omittable = None
     text: str | Omittable = None
     sms: dict[str, Any] | Omittable = Field(
-        None, description="`num_messages` (digits) and `keyword`."
+        None, description="`num_messages` and `total_count` (digits) and `keyword`."
     )
     usage: VonageUsage | Omittable = None
+    origin: dict[str, Any] | Omittable = Field(None, description="`network_code`.")
 
 
 class VonageStatusEvent(_Body):
@@ -253,11 +284,12 @@ class VonageStatusEvent(_Body):
     timestamp: datetime
     to: str | Omittable = None
     from_: str | Omittable = Field(None, alias="from")
-    channel: Literal["sms"] | Omittable = None
+    channel: Channel | Omittable = None
     client_ref: str | Omittable = Field(None, min_length=1, max_length=MAX_CLIENT_REF)
     error: VonageError | Omittable = None
     usage: VonageUsage | Omittable = None
     sms: dict[str, Any] | Omittable = Field(None, description="`count_total` (digits).")
+    destination: dict[str, Any] | Omittable = Field(None, description="`network_code`.")
 
 
 COMPONENTS: tuple[type[BaseModel], ...] = (

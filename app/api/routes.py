@@ -10,8 +10,10 @@ from app import metrics, sending
 from app.api import erasure, history
 from app.api.auth import rate_limit_key, require_api_key, require_metrics_token
 from app.api.schemas import idempotency_key, json_object, parse_send
+from app.channels import CHANNELS
 from app.errors import Problem, validation_problem
-from app.extensions import limiter, reading, settings
+from app.events.backlog import BacklogCollector
+from app.extensions import engine, limiter, reading, settings
 from app.sms import InvalidNumber
 from app.status import MESSAGE_STATUSES
 from app.store import messages as store
@@ -76,12 +78,15 @@ def get_message(identifier: str):
 
 def _history_query(args):
     errors = []
-    allowed = {"direction", "number", "status", "limit", "cursor"}
+    allowed = {"direction", "channel", "number", "status", "limit", "cursor"}
     for name in sorted(set(args) - allowed):
         errors.append({"field": name, "message": "is not a known filter"})
     direction = args.get("direction")
     if direction is not None and direction not in history.DIRECTIONS:
         errors.append({"field": "direction", "message": "must be inbound or outbound"})
+    channel = args.get("channel")
+    if channel is not None and channel not in CHANNELS:
+        errors.append({"field": "channel", "message": f"must be one of {', '.join(CHANNELS)}"})
     status = args.get("status")
     if status is not None and status not in MESSAGE_STATUSES:
         errors.append(
@@ -112,7 +117,7 @@ def _history_query(args):
         raise validation_problem(errors)
     cursor = args.get("cursor")
     after = history.decode_cursor(cursor) if cursor else None
-    return store.MessageFilter(direction, number, status), limit, after
+    return store.MessageFilter(direction, number, status, channel), limit, after
 
 
 bp.add_url_rule("/numbers/<number>", view_func=erasure.erase_number, methods=["DELETE"])
@@ -131,7 +136,7 @@ def count_send(response):
 @bp.get("/metrics")
 def prometheus_metrics():
     require_metrics_token()
-    body, content_type = metrics.render()
+    body, content_type = metrics.render(extra=(BacklogCollector(engine()),))
     return Response(body, content_type=content_type)
 
 

@@ -49,6 +49,11 @@ def serve_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--signature-secret", default=_env("VONAGE_SIGNATURE_SECRET"))
     parser.add_argument(
+        "--api-key",
+        default=_env("VONAGE_API_KEY", "simulator"),
+        help="the `api_key` claim of signed webhooks (Vonage puts your account key there)",
+    )
+    parser.add_argument(
         "--number", default=_env("VONAGE_NUMBER", ""), help="the `to` of inbound SMS by default"
     )
     parser.add_argument("--delivery-delay", type=float, default=0.5, help="seconds between events")
@@ -88,6 +93,7 @@ def serve(argv: list[str]) -> None:
         application_id=args.application_id,
         public_key=public_key_pem(private_key),
         signature_secret=args.signature_secret,
+        api_key=args.api_key,
         webhook_base=args.webhook_base,
         number=args.number.removeprefix("+"),
         delivery_delay=args.delivery_delay,
@@ -143,12 +149,25 @@ def inbound(argv: list[str]) -> int:
         description="Have the running simulator deliver a signed inbound SMS to the app.",
     )
     parser.add_argument("--from", dest="sender", required=True)
-    parser.add_argument("--text", required=True)
+    parser.add_argument("--text", default=None)
+    parser.add_argument("--channel", default="sms", help="sms, mms, rcs, whatsapp, messenger, ...")
+    parser.add_argument("--message-type", default="text", help="text, image, audio, ...")
+    parser.add_argument("--media-url", default=None)
+    parser.add_argument(
+        "--webhook-version", default="v1", help="v1, or v0.1 to see a dead letter kept"
+    )
     parser.add_argument("--to", dest="recipient", default=None, help="default: VONAGE_NUMBER")
     parser.add_argument("--port", type=int, default=int(_env("SIM_PORT", str(DEFAULT_PORT))))
     parser.add_argument("--cert-dir", default=_env("SIM_CERT_DIR", DEFAULT_CERT_DIR))
     args = parser.parse_args(argv)
-    body = {"from": args.sender, "text": args.text}
+    body = {
+        "from": args.sender,
+        "text": args.text,
+        "channel": args.channel,
+        "message_type": args.message_type,
+        "media_url": args.media_url,
+        "webhook_version": args.webhook_version,
+    }
     if args.recipient:
         body["to"] = args.recipient
     cert_path = Path(args.cert_dir).resolve() / CERT_FILE

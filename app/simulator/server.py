@@ -11,11 +11,19 @@ from typing import Any
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from app.channels import CHANNELS, MEDIA_TYPES, SMS
 from app.simulator import vonage_api
 from app.simulator.state import Faults, InvalidFaults, SimState
 from app.simulator.webhooks import RetryPolicy, WebhookSender
 from app.sms import segment
-from app.webhooks.payloads import INBOUND_PATH, STATUS_PATH, inbound_payload, status_payload
+from app.webhooks.payloads import (
+    INBOUND_PATH,
+    STATUS_PATH,
+    V1,
+    WEBHOOK_VERSIONS,
+    inbound_payload,
+    status_payload,
+)
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -40,11 +48,14 @@ class SimConfig:
     number: str = ""
     delivery_delay: float = 0.5
     retry: RetryPolicy = RetryPolicy()
+    api_key: str = "simulator"
 
 
 def create_simulator(config: SimConfig, state: SimState | None = None) -> Flask:
     state = state or SimState()
-    sender = WebhookSender(state, config.signature_secret, config.retry)
+    # Vonage signs `iat, jti, iss, payload_hash, api_key, application_id`.
+    claims = {"api_key": config.api_key, "application_id": config.application_id}
+    sender = WebhookSender(state, config.signature_secret, config.retry, claims=claims)
     app = Flask(__name__)
     app.extensions["sim_state"] = state
     app.extensions["sim_sender"] = sender
@@ -73,6 +84,7 @@ def create_simulator(config: SimConfig, state: SimState | None = None) -> Flask:
                 error_code=error_code,
                 error_detail=error_detail,
                 segments=segment(message["text"]).segments,
+                webhook_version=message.get("webhook_version") or V1,
             )
             for _ in range(2 if duplicate else 1):
                 sender.deliver(url, payload, kind="status")
@@ -158,18 +170,34 @@ def create_simulator(config: SimConfig, state: SimState | None = None) -> Flask:
             return _problem(400, "Bad Request", "send a JSON object with from and text")
         sender_number, text = body.get("from"), body.get("text")
         recipient = body.get("to") or config.number
+        channel = body.get("channel") or SMS
+        message_type = body.get("message_type") or "text"
+        version = body.get("webhook_version") or V1
+        required = [("from", sender_number), ("to", recipient)]
+        if message_type == "text":
+            required.append(("text", text))
         problems = [
             f"{name} is required"
-            for name, value in (("from", sender_number), ("text", text), ("to", recipient))
+            for name, value in required
             if not isinstance(value, str) or not value
         ]
+        if channel not in CHANNELS:
+            problems.append(f"channel must be one of {', '.join(CHANNELS)}")
+        if message_type != "text" and message_type not in MEDIA_TYPES:
+            problems.append(f"message_type must be text or one of {', '.join(MEDIA_TYPES)}")
+        if version not in WEBHOOK_VERSIONS:
+            problems.append("webhook_version must be v1 or v0.1")
         if problems:
             return _problem(400, "Bad Request", "; ".join(problems))
         payload = inbound_payload(
             sender=sender_number,
             recipient=recipient,
-            text=text,
+            text=text if isinstance(text, str) else None,
             message_uuid=body.get("message_uuid"),
+            channel=channel,
+            message_type=message_type,
+            media_url=body.get("media_url") if isinstance(body.get("media_url"), str) else None,
+            webhook_version=version,
         )
         url = config.webhook_base.rstrip("/") + INBOUND_PATH
         response_status = sender.deliver_now(url, payload, kind="inbound")

@@ -15,6 +15,11 @@ from cryptography.hazmat.primitives import serialization
 
 ERRORS_BASE = "https://developer.vonage.com/api-errors"
 NUMBER = re.compile(r"[1-9][0-9]{6,14}")
+# The SDK's `from_` is a phone number or any string; Vonage takes a number of up
+# to 15 digits (a national one may start with 0) or an alphanumeric sender id
+# of up to 11 characters.
+SENDER = re.compile(r"[0-9]{1,15}|(?=[0-9 ]*[A-Za-z])[A-Za-z0-9 ]{1,11}")
+WEBHOOK_VERSIONS = ("v0.1", "v1")
 MAX_TEXT = 3200
 MAX_CLIENT_REF = 100
 
@@ -73,10 +78,17 @@ def invalid_parameters(body: Any) -> list[dict[str, str]]:
         errors.append({"name": "channel", "reason": "must be sms"})
     if body.get("message_type") != "text":
         errors.append({"name": "message_type", "reason": "must be text"})
-    for name in ("to", "from"):
-        value = body.get(name)
-        if not isinstance(value, str) or not NUMBER.fullmatch(value):
-            errors.append({"name": name, "reason": "must be 7 to 15 digits, without a leading +"})
+    to = body.get("to")
+    if not isinstance(to, str) or not NUMBER.fullmatch(to):
+        errors.append({"name": "to", "reason": "must be 7 to 15 digits, without a leading +"})
+    sender = body.get("from")
+    if not isinstance(sender, str) or not SENDER.fullmatch(sender):
+        errors.append(
+            {
+                "name": "from",
+                "reason": "must be up to 15 digits or an alphanumeric sender id of up to 11",
+            }
+        )
     text = body.get("text")
     if not isinstance(text, str) or not 1 <= len(text) <= MAX_TEXT:
         errors.append({"name": "text", "reason": f"must be 1 to {MAX_TEXT} characters"})
@@ -87,6 +99,9 @@ def invalid_parameters(body: Any) -> list[dict[str, str]]:
         errors.append(
             {"name": "client_ref", "reason": f"must be at most {MAX_CLIENT_REF} characters"}
         )
+    webhook_version = body.get("webhook_version")
+    if webhook_version is not None and webhook_version not in WEBHOOK_VERSIONS:
+        errors.append({"name": "webhook_version", "reason": "must be v0.1 or v1"})
     webhook_url = body.get("webhook_url")
     if webhook_url is not None and (
         not isinstance(webhook_url, str) or not webhook_url.startswith(("http://", "https://"))
@@ -106,7 +121,7 @@ def invalid_params_problem(errors: list[dict[str, str]]) -> dict[str, Any]:
 
 def fault_problem(status: int) -> dict[str, Any]:
     if status == 429:
-        return problem("#throttled", "Rate Limit Hit", "Please wait, then retry your request")
+        return problem("#rate-limit", "Rate Limit Hit", "Please wait, then retry your request")
     if status >= 500:
         return problem(
             "#internal-error", "Service Unavailable", "The simulator was told to fail this send."

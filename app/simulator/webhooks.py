@@ -49,10 +49,12 @@ class WebhookSender:
         secret: str,
         policy: RetryPolicy,
         *,
+        claims: dict[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._state = state
         self._secret = secret
+        self._claims = claims or {}
         self._policy = policy
         self._sleep = sleep
         self._executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="webhook")
@@ -73,7 +75,12 @@ class WebhookSender:
             # verify= the public CA bundle, not REQUESTS_CA_BUNDLE: that may
             # point at this simulator's own certificate in the same shell.
             response = post_signed(
-                url, payload, self._secret, timeout=TIMEOUT_SECONDS, verify=requests.certs.where()
+                url,
+                payload,
+                self._secret,
+                claims=self._claims,
+                timeout=TIMEOUT_SECONDS,
+                verify=requests.certs.where(),
             )
             record["response_status"] = response.status_code
         except requests.RequestException as error:

@@ -18,7 +18,14 @@ events = MessageEvent.__table__
 
 def insert_outbound(connection: Connection, row: dict[str, Any]) -> dict[str, Any]:
     now = utcnow()
-    values = {**row, "direction": "outbound", "created_at": now, "updated_at": now}
+    values = {
+        **row,
+        "direction": "outbound",
+        "channel": "sms",
+        "message_type": "text",
+        "created_at": now,
+        "updated_at": now,
+    }
     connection.execute(messages.insert().values(**values))
     return values
 
@@ -127,6 +134,7 @@ class MessageFilter:
     direction: str | None = None
     number: str | None = None
     status: str | None = None
+    channel: str | None = None
 
 
 def list_messages(
@@ -141,6 +149,8 @@ def list_messages(
         query = query.where(messages.c.direction == filters.direction)
     if filters.status:
         query = query.where(messages.c.status == filters.status)
+    if filters.channel:
+        query = query.where(messages.c.channel == filters.channel)
     if filters.number:
         query = query.where(
             or_(messages.c.to_number == filters.number, messages.c.from_number == filters.number)

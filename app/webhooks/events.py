@@ -1,4 +1,10 @@
-"""Vonage webhook payloads (Messages API, webhook version v1) into rows."""
+"""Vonage webhook payloads (Messages API, webhook version v1) into rows.
+
+Vonage posts every channel of an application (SMS, MMS, RCS, WhatsApp,
+Messenger, Viber) to the same URLs. Each message keeps its `channel`; SMS
+rules (segments, STOP/START) apply to SMS only, and the parties of other
+channels (Messenger page ids, Viber ids) are kept as Vonage writes them.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,16 @@ from typing import Any
 from sqlalchemy import Connection
 
 from app import metrics
+from app.channels import CHANNELS, MEDIA_TYPES, SMS
 from app.errors import validation_problem
-from app.opt_outs import OPT_IN, OPT_OUT, change_for
+from app.events import outbox
+from app.opt_outs import OPT_OUT, change_for
 from app.sms import canonical_address
 from app.store import guards
 from app.store import messages as store
 
 MAX_ID = 64
+MAX_URL = 2048
 
 
 def _string(payload: dict, name: str, errors: list, *, required: bool = True, limit: int = MAX_ID):
@@ -63,25 +72,66 @@ def _text(value: Any, limit: int) -> str | None:
     return str(value).replace("\x00", "")[:limit] or None
 
 
+def _object(payload: dict, name: str) -> dict:
+    value = payload.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _channel(payload: dict, errors: list) -> str:
+    """`sms` when absent (the v1 SMS shape has always carried it, older tests did not)."""
+    channel = payload.get("channel", SMS)
+    if channel not in CHANNELS:
+        errors.append({"field": "channel", "message": f"must be one of {', '.join(CHANNELS)}"})
+        return SMS
+    return channel
+
+
+def _media(payload: dict, message_type: str | None) -> tuple[str | None, str | None]:
+    """The media URL and caption of an image/audio/video/file/vcard/sticker message."""
+    if message_type not in MEDIA_TYPES:
+        return None, None
+    media = _object(payload, message_type)
+    url = media.get("url")
+    caption = media.get("caption") or media.get("name")
+    return (
+        _text(url, MAX_URL) if isinstance(url, str) else None,
+        caption if isinstance(caption, str) else None,
+    )
+
+
 def parse_inbound(payload: dict) -> dict[str, Any]:
     errors: list = []
     message_uuid = _string(payload, "message_uuid", errors)
+    channel = _channel(payload, errors)
     sender = _string(payload, "from", errors, limit=32)
     recipient = _string(payload, "to", errors, limit=32)
+    message_type = _string(payload, "message_type", errors, required=False, limit=32)
     text = payload.get("text")
     if text is not None and not isinstance(text, str):
         errors.append({"field": "text", "message": "must be a string"})
-    sms = payload.get("sms") if isinstance(payload.get("sms"), dict) else {}
+    sms = _object(payload, "sms") if channel == SMS else {}
+    usage = _object(payload, "usage")
     created = _timestamp(payload, errors, required=False)
     if errors:
         raise validation_problem(errors)
+    media_url, caption = _media(payload, message_type)
+    text = text if text is not None else caption
+    is_sms = channel == SMS
     return {
         "id": str(uuid.uuid4()),
         "message_uuid": message_uuid,
-        "from_number": canonical_address(sender),
-        "to_number": canonical_address(recipient),
+        "channel": channel,
+        "message_type": message_type or ("text" if is_sms else None),
+        "from_number": canonical_address(sender) if is_sms else sender,
+        "to_number": canonical_address(recipient) if is_sms else recipient,
         "text": text.replace("\x00", "") if text else text,
-        "segments": _int(sms.get("num_messages")),
+        "media_url": media_url,
+        "segments": (_int(sms.get("num_messages")) or _int(sms.get("total_count")))
+        if is_sms
+        else None,
+        "price": _text(usage.get("price"), 32),
+        "currency": _text(usage.get("currency"), 8),
+        "network_code": _text(_object(payload, "origin").get("network_code"), 16),
         "keyword": sms.get("keyword") if isinstance(sms.get("keyword"), str) else None,
         "sent_at": created,
     }
@@ -98,8 +148,9 @@ def parse_status(payload: dict) -> dict[str, Any]:
         errors.append({"field": "error", "message": "must be an object"})
     if errors:
         raise validation_problem(errors)
-    usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
-    sms = payload.get("sms") if isinstance(payload.get("sms"), dict) else {}
+    usage = _object(payload, "usage")
+    sms = _object(payload, "sms")
+    channel = payload.get("channel")
     return {
         "message_uuid": message_uuid,
         "status": status,
@@ -109,15 +160,23 @@ def parse_status(payload: dict) -> dict[str, Any]:
         "price": _text(usage.get("price"), 32),
         "currency": _text(usage.get("currency"), 8),
         "segments": _int(sms.get("count_total")) or _int(usage.get("segments")),
+        "channel": _text(channel, 16) if isinstance(channel, str) else None,
+        "network_code": _text(_object(payload, "destination").get("network_code"), 16),
     }
 
 
 def store_inbound(connection: Connection, message: dict[str, Any]) -> bool:
-    """Store once per `message_uuid`; act on STOP/START only the first time."""
+    """Store once per `message_uuid`; act on STOP/START only the first time.
+
+    Only an SMS opts anyone out: a WhatsApp "STOP" says nothing about the
+    number's SMS.
+    """
     row = {k: v for k, v in message.items() if k not in ("keyword", "sent_at")}
     if not store.insert_inbound(connection, row):
         return False
-    record_opt_out_change(connection, message)
+    outbox.message_received(connection, row)
+    if message["channel"] == SMS:
+        record_opt_out_change(connection, message)
     return True
 
 
@@ -130,12 +189,16 @@ def record_opt_out_change(connection: Connection, message: dict[str, Any]) -> st
     """
     text = message["text"] if message["text"] is not None else message["keyword"]
     change = change_for(text)
-    if change == OPT_OUT:
-        guards.opt_out(connection, message["from_number"], message["message_uuid"])
-    elif change == OPT_IN:
-        guards.opt_in(connection, message["from_number"])
-    else:
+    if change is None:
         return None
+    number = message["from_number"]
+    if change == OPT_OUT:
+        guards.opt_out(connection, number, message["message_uuid"])
+    else:
+        guards.opt_in(connection, number)
+    outbox.contact_changed(
+        connection, number, opted_out=change == OPT_OUT, message_uuid=message["message_uuid"]
+    )
     metrics.OPT_OUTS.labels(change).inc()
     return change
 
@@ -143,6 +206,7 @@ def record_opt_out_change(connection: Connection, message: dict[str, Any]) -> st
 def store_status(connection: Connection, event: dict[str, Any]) -> bool:
     effect = store.insert_event(connection, event)
     if effect is not None:
+        outbox.message_status(connection, event)
         status = event["status"] if event["status"] in metrics.KNOWN_STATUSES else "other"
         metrics.STATUS_EVENTS.labels(status, effect).inc()
     return effect is not None

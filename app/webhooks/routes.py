@@ -3,12 +3,13 @@
 Each call is verified before anything is read, stored in one transaction, and
 only then answered 200. Vonage retries 429 and 5xx answers only, so a 503 is
 the answer whenever the event must come again (no signature at all, database
-down) and a 4xx only where a retry could never succeed.
+down) and a 4xx only where a retry could never succeed. A correctly signed
+event the service cannot interpret is kept raw as a dead letter and answered
+200: a 4xx would lose it for good.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 
 from flask import Blueprint, g, jsonify, request
@@ -19,7 +20,7 @@ from app.errors import Problem
 from app.extensions import settings, writing
 from app.observability import annotate
 from app.sms import mask_number
-from app.webhooks import events
+from app.webhooks import dead_letters, events, interpret
 from app.webhooks.signature import (
     InvalidSignature,
     MissingSignature,
@@ -65,20 +66,32 @@ def verify_signature() -> None:
 def count_webhook(response):
     kind = (request.endpoint or ".unknown").rsplit(".", 1)[-1]
     outcome = metrics.webhook_outcome(
-        response.status_code, g.get("problem_type"), g.get("webhook_duplicate", False)
+        response.status_code,
+        g.get("problem_type"),
+        g.get("webhook_duplicate", False),
+        dead_letter=g.get("dead_letter", False),
     )
     metrics.WEBHOOKS.labels(kind, outcome).inc()
     return response
 
 
-def _payload() -> dict:
+def _interpret(kind: str) -> interpret.Event | interpret.DeadLetter:
     try:
-        payload = json.loads(request.get_data(cache=True))
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise Problem(400, "Bad Request", detail="the body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise Problem(400, "Bad Request", detail="the body must be a JSON object")
-    return payload
+        return interpret.interpret(kind, request.get_data(cache=True))
+    except interpret.NotJson as error:
+        raise Problem(400, "Bad Request", detail=str(error)) from None
+
+
+def _keep_dead_letter(letter: interpret.DeadLetter):
+    """Store the raw body, count it once committed, and acknowledge it."""
+    body = request.get_data(cache=True)
+    stored = _store(lambda connection, _: dead_letters.keep(connection, letter, body), None)
+    g.dead_letter = True
+    if stored:
+        metrics.DEAD_LETTERS.labels(letter.kind, letter.reason).inc()
+    annotate(dead_letter=letter.reason, duplicate=not stored)
+    log.warning("webhook kept as a dead letter: %s (%s)", letter.reason, letter.detail)
+    return jsonify(status="ok", duplicate=not stored, dead_letter=True)
 
 
 def _store(store_event, parsed) -> bool:
@@ -99,10 +112,14 @@ def _store(store_event, parsed) -> bool:
 
 @bp.post("/inbound")
 def inbound():
-    message = events.parse_inbound(_payload())
+    message = _interpret(interpret.INBOUND)
+    if isinstance(message, interpret.DeadLetter):
+        return _keep_dead_letter(message)
+    message = message.parsed
     stored = _store(events.store_inbound, message)
     annotate(
         message_uuid=message["message_uuid"],
+        channel=message["channel"],
         sender=mask_number(message["from_number"]),
         duplicate=not stored,
     )
@@ -111,7 +128,10 @@ def inbound():
 
 @bp.post("/status")
 def status():
-    event = events.parse_status(_payload())
+    event = _interpret(interpret.STATUS)
+    if isinstance(event, interpret.DeadLetter):
+        return _keep_dead_letter(event)
+    event = event.parsed
     stored = _store(events.store_status, event)
     annotate(
         message_uuid=event["message_uuid"], message_status=event["status"], duplicate=not stored

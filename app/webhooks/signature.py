@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import time
 import uuid
@@ -82,8 +83,13 @@ def verify(
         raise InvalidSignature("signature does not match")
 
     issued_at = claims.get("iat")
-    if not isinstance(issued_at, int | float) or isinstance(issued_at, bool):
-        raise InvalidSignature("iat is not a number")
+    if (
+        not isinstance(issued_at, int | float)
+        or isinstance(issued_at, bool)
+        or not math.isfinite(issued_at)
+    ):
+        # NaN compares false with everything, so it would pass both window checks.
+        raise InvalidSignature("iat is not a finite number")
     current = time.time() if now is None else now
     if issued_at < current - max_age:
         raise InvalidSignature("token is too old")

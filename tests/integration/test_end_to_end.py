@@ -45,6 +45,7 @@ def test_sent_message_is_delivered_with_its_status_history(stack):
         "client_ref": sent["id"],
         "channel": "sms",
         "message_type": "text",
+        "webhook_version": "v1",
     }
     assert received["response_status"] == 202
 

@@ -3,12 +3,13 @@
 Before this release a number was stored as typed (`330612345678` for
 `+330612345678`), so an opt-out or a history filter missed the same number
 written another way. Every valid phone number in `messages.from_number`,
-`messages.to_number` and `opt_outs.number` becomes phonenumbers' E.164 form
+`messages.to_number` (SMS rows only: other channels' ids are not phone numbers)
+and `opt_outs.number` becomes phonenumbers' E.164 form
 without the `+`; short codes, alphanumeric senders and unknown ranges stay.
 An opt-out already held under the canonical form keeps the earlier record.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0005
 Create Date: 2026-11-27 07:45:00
 """
 
@@ -17,11 +18,13 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-messages = sa.table("messages", sa.column("from_number"), sa.column("to_number"))
+messages = sa.table(
+    "messages", sa.column("from_number"), sa.column("to_number"), sa.column("channel")
+)
 opt_outs = sa.table(
     "opt_outs", sa.column("number"), sa.column("opted_out_at"), sa.column("message_uuid")
 )
@@ -44,12 +47,15 @@ def canonical(value: str) -> str | None:
 def upgrade() -> None:
     connection = op.get_bind()
     for column in ("from_number", "to_number"):
-        stored = connection.execute(sa.select(messages.c[column]).distinct()).scalars().all()
-        for value in stored:
+        sms = messages.c.channel == "sms"
+        stored = connection.execute(sa.select(messages.c[column]).where(sms).distinct()).scalars()
+        for value in stored.all():
             fixed = canonical(value)
             if fixed is not None:
                 connection.execute(
-                    sa.update(messages).where(messages.c[column] == value).values({column: fixed})
+                    sa.update(messages)
+                    .where(messages.c[column] == value, sms)
+                    .values({column: fixed})
                 )
     rows = connection.execute(sa.select(opt_outs)).all()
     held = {row.number for row in rows}
