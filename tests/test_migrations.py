@@ -10,7 +10,7 @@ from app.store.migrate import upgrade
 
 def test_0003_rewrites_stored_numbers_in_canonical_form(tmp_path):
     engine = build_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    upgrade(engine, "0005")
+    upgrade(engine, "0004")
     now = datetime(2026, 11, 1, 12, 0)
     with engine.begin() as connection:
         for index, (sender, recipient, channel) in enumerate(

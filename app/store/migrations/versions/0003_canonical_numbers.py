@@ -9,7 +9,7 @@ without the `+`; short codes, alphanumeric senders and unknown ranges stay.
 An opt-out already held under the canonical form keeps the earlier record.
 
 Revision ID: 0003
-Revises: 0005
+Revises: 0004
 Create Date: 2026-11-27 07:45:00
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
