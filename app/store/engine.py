@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -137,10 +139,13 @@ _writer_queues_lock = threading.Lock()
 
 
 @contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
+def write_transaction(engine: Engine, timeout: float | None = None) -> Iterator[Connection]:
     """A committed-on-exit write transaction; SQLite writers queue in order.
 
-    Not reentrant: never open one inside another.
+    `timeout` bounds the whole wait for SQLite's write lock (the queue and
+    SQLite's own busy wait together), for callers that must answer within a
+    budget; by default each wait is bounded by the busy timeout. Not
+    reentrant: never open one inside another.
     """
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:":
@@ -151,5 +156,19 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         queue = _writer_queues.get(database) or _writer_queues.setdefault(
             database, _WriterQueue(database)
         )
-    with queue.held(WRITER_QUEUE_TIMEOUT_SECONDS), engine.begin() as connection:
-        yield connection
+    if timeout is None:
+        with queue.held(WRITER_QUEUE_TIMEOUT_SECONDS), engine.begin() as connection:
+            yield connection
+        return
+    deadline = time.monotonic() + timeout
+    with queue.held(timeout), engine.connect() as connection:
+        remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
+        dbapi = connection.connection.dbapi_connection
+        dbapi.execute(f"PRAGMA busy_timeout={min(remaining_ms, SQLITE_BUSY_TIMEOUT_MS)}")
+        try:
+            with connection.begin():
+                yield connection
+        finally:
+            # A broken connection is discarded by the pool anyway.
+            with contextlib.suppress(sqlite3.Error):
+                dbapi.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
