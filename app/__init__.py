@@ -33,7 +33,7 @@ def create_app(config: Mapping[str, Any] | Any = None) -> Flask:
 
 
 def _build(config: Mapping[str, Any] | Any) -> Flask:
-    from app import cli, docs, errors, observability, sending
+    from app import cli, docs, errors, observability, retention, sending
     from app.api import bp as api_bp
     from app.config import Settings, load_settings
     from app.events.routes import bp as events_bp
@@ -60,6 +60,7 @@ def _build(config: Mapping[str, Any] | Any) -> Flask:
     app.extensions["vonage"] = build_client(settings)
     limiter = init_limiter(app, settings)
     app.extensions["throttle"] = SendThrottle(limiter.storage, settings.vonage_max_sends_per_second)
+    retention.init_app(app, settings.message_retention_days)
     app.extensions["sends_in_flight"] = InFlightCap(settings.send_sms_max_in_flight)
     app.extensions["deferred_writes"] = DeferredWrites(app.extensions["db"])
     app.extensions["readiness"] = Readiness(

@@ -6,6 +6,8 @@
 - `webhook inbound|status`: post a webhook signed as Vonage signs it to any
   deployment (a tunnel URL, staging), to check it end to end.
 - `set-webhooks`: point the Vonage application's Messages webhooks at a base URL.
+- `retention`: erase the texts of messages older than MESSAGE_RETENTION_DAYS.
+- `erase-number`: erase everything kept about one number (a GDPR erasure request).
 - `dead-letters list|reprocess`: review signed webhooks that could not be
   interpreted (kept raw, answered 200) and store them after a fix.
 """
@@ -22,8 +24,8 @@ import requests
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from app import sending
-from app.api import history
+from app import retention, sending
+from app.api import erasure, history
 from app.api.schemas import parse_send
 from app.errors import Problem
 from app.events import cli as events_cli
@@ -32,7 +34,8 @@ from app.sms import InvalidNumber, normalize_number
 from app.store import dead_letters as dead_letter_store
 from app.store import messages as store
 from app.store import migrate as migrations
-from app.store.engine import build_engine
+from app.store import privacy
+from app.store.engine import build_engine, write_transaction
 from app.vonage_client import application_api
 from app.webhooks import dead_letters
 from app.webhooks.payloads import (
@@ -56,6 +59,8 @@ def register(app: Flask) -> None:
     app.cli.add_command(messages_group)
     app.cli.add_command(webhook_group)
     app.cli.add_command(set_webhooks_command)
+    app.cli.add_command(retention_command)
+    app.cli.add_command(erase_number_command)
     app.cli.add_command(dead_letters_group)
     events_cli.register(app)
     show_defaults(app)
@@ -131,12 +136,18 @@ def send_sms_command(
     if client_ref is not None:
         body["client_ref"] = client_ref
     try:
-        send_request = parse_send(body, _settings().sms_max_length)
+        config = _settings()
+        send_request = parse_send(
+            body,
+            config.sms_max_length,
+            config.send_sms_allowed_countries,
+            config.send_sms_blocked_countries,
+        )
         result = sending.send(
             send_request,
             owner="cli",
             idempotency_key=None,
-            body_hash=sending.request_hash(body),
+            body_hash=sending.request_hash(send_request.canonical()),
             throttle=current_app.extensions["throttle"],
         )
     except Problem as problem:
@@ -356,6 +367,40 @@ def set_webhooks_command(base_url: str) -> None:
     click.echo(f"application {updated.id} ({updated.name})")
     click.echo(f"  inbound_url: {hooks.inbound_url.address}")
     click.echo(f"  status_url:  {hooks.status_url.address}")
+
+
+@click.command("retention")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="default: MESSAGE_RETENTION_DAYS",
+)
+@with_appcontext
+def retention_command(days: int | None) -> None:
+    """Erase the texts of messages older than the retention period; rows and statuses stay."""
+    days = days or _settings().message_retention_days
+    if not days:
+        raise click.UsageError("MESSAGE_RETENTION_DAYS is not set; give --days")
+    erased = retention.sweep(current_app.extensions["db"], days)
+    click.echo(f"erased the text of {erased} messages older than {days} days")
+
+
+@click.command("erase-number")
+@click.argument("number")
+@with_appcontext
+def erase_number_command(number: str) -> None:
+    """Erase every message to or from NUMBER, their status events and stored answers.
+
+    Its opt-out is kept, so the number cannot be texted again by mistake.
+    """
+    try:
+        canonical = history.number_filter(number)
+    except InvalidNumber as error:
+        raise click.BadParameter(str(error), param_hint="NUMBER") from None
+    with write_transaction(current_app.extensions["db"]) as connection:
+        erased = privacy.erase_number(connection, canonical)
+    click.echo(json.dumps(erasure.erasure_json(canonical, erased), indent=2))
 
 
 @click.group("dead-letters")

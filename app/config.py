@@ -21,6 +21,7 @@ from limits.storage import SCHEMES
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.destinations import is_country_code
 from app.secret_strength import weak_secret_problems
 
 REQUIRED_IN_PRODUCTION = (
@@ -68,6 +69,9 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     trusted_proxies: int = 1
+    send_sms_allowed_countries: tuple[str, ...] = field(default_factory=tuple)
+    send_sms_blocked_countries: tuple[str, ...] = field(default_factory=tuple)
+    message_retention_days: int = 0
     reply_routing_days: int = 30
     # None until read: true in development, false in production.
     event_allow_private_urls: bool | None = None
@@ -115,6 +119,7 @@ _INT_FIELDS = {f.name for f in dataclasses.fields(Settings) if f.type in ("int",
 _FLOAT_FIELDS = {f.name for f in dataclasses.fields(Settings) if f.type in ("float", float)}
 _NON_NEGATIVE = {
     "send_sms_daily_limit",
+    "message_retention_days",
     "trusted_proxies",
 }
 _POSITIVE = {
@@ -143,7 +148,24 @@ def default_max_in_flight(environ: Mapping[str, str]) -> int:
     return max(1, threads - max(2, threads // 4))
 
 
+_COUNTRY_LISTS = {"send_sms_allowed_countries", "send_sms_blocked_countries"}
+
+
+def _countries(name: str, raw: Any, problems: list[str]) -> tuple[str, ...]:
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    codes = tuple(str(code).strip().upper() for code in items if str(code).strip())
+    unknown = [code for code in codes if not is_country_code(code)]
+    if unknown:
+        problems.append(
+            f"{name.upper()} must list ISO 3166-1 alpha-2 country codes (US,GB), got "
+            + ", ".join(repr(code) for code in unknown)
+        )
+    return codes
+
+
 def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
+    if name in _COUNTRY_LISTS:
+        return _countries(name, raw, problems)
     if name == "api_keys":
         if isinstance(raw, str):
             return tuple(key.strip() for key in raw.split(",") if key.strip())
