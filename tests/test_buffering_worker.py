@@ -1,5 +1,7 @@
 """The worker's framing scan: when a request has fully arrived, and what it refuses."""
 
+import threading
+
 import pytest
 
 from app.buffering_worker import Incomplete, Refused, problem_bytes, request_end
@@ -58,3 +60,57 @@ def test_refusals_are_problem_json():
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
     assert b"Content-Type: application/problem+json\r\n" in answer
     assert answer.endswith(b'"status": 408, "detail": "too slow"}')
+
+
+def _request_end_within(request: bytes, seconds: float = 10.0):
+    """`request_end(request)` in a thread, so a scan that loops forever fails the
+    test instead of hanging it. Returns the result or the exception raised."""
+    outcome: list = []
+
+    def scan() -> None:
+        try:
+            outcome.append(request_end(request))
+        except Exception as error:  # noqa: BLE001 - handed back to the test
+            outcome.append(error)
+
+    thread = threading.Thread(target=scan, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "request_end never returned"
+    return outcome[0]
+
+
+CHUNKED = HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize("size", [b"-6", b"-1", b"-0x10"])
+def test_a_negative_chunk_size_is_refused_and_does_not_loop(size):
+    outcome = _request_end_within(CHUNKED + size + b"\r\n")
+    assert isinstance(outcome, Refused)
+    assert outcome.status == 400
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"zz\r\nhello\r\n0\r\n\r\n",
+        b"+5\r\nhello\r\n0\r\n\r\n",
+        b"0x5\r\nhello\r\n0\r\n\r\n",
+        b"1_0\r\n" + b"x" * 16 + b"\r\n0\r\n\r\n",
+        b" 5\r\nhello\r\n0\r\n\r\n",
+        b"\r\nhello\r\n0\r\n\r\n",
+        b"11111111111111111\r\n",
+        b"5\r\nhelloXX0\r\n\r\n",
+        b"5" * 2000,
+    ],
+    ids=["zz", "plus", "0x", "underscore", "space", "empty", "17-digits", "no-crlf", "no-line"],
+)
+def test_a_malformed_chunked_body_is_refused_400(body):
+    outcome = _request_end_within(CHUNKED + body)
+    assert isinstance(outcome, Refused)
+    assert (outcome.status, outcome.detail) == (400, "malformed chunked body")
+
+
+def test_chunk_sizes_with_extensions_and_upper_case_hex_are_read():
+    request = CHUNKED + b"A;name=value\r\n" + b"x" * 10 + b"\r\n0\r\n\r\n"
+    assert _request_end_within(request) == len(request)

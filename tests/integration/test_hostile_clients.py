@@ -171,3 +171,40 @@ def test_gunicorn_refuses_an_unparseable_thread_count_naming_it(tmp_path):
     result = subprocess.run(web, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     assert "GUNICORN_THREADS must be a whole number" in result.stderr
+
+
+CHUNKED_WEBHOOK_HEAD = (
+    b"POST /webhooks/inbound HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\n"
+    b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
+
+
+def test_negative_chunk_sizes_do_not_freeze_the_workers(stack):
+    """`-6` once moved the worker's scan backwards: its event loop spun until
+    gunicorn's 60 s timeout killed it, taking /health with it."""
+    for _ in range(4):
+        answer = raw_exchange(stack.app_url, CHUNKED_WEBHOOK_HEAD + b"-6\r\n", timeout=30)
+        assert answer.startswith(b"HTTP/1.1 400 ")
+    for _ in range(PROBES):
+        assert requests.get(f"{stack.app_url}/health", timeout=15).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"zz\r\nhello\r\n0\r\n\r\n",
+        b"+5\r\nhello\r\n0\r\n\r\n",
+        b"1_0\r\n" + b"x" * 16 + b"\r\n0\r\n\r\n",
+        b"5" * 2000,
+    ],
+    ids=["zz", "plus", "underscore", "no-line"],
+)
+def test_a_malformed_chunked_body_is_400_problem_json(stack, body):
+    answer = raw_exchange(stack.app_url, CHUNKED_WEBHOOK_HEAD + body)
+    head, _, problem = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"application/problem+json" in head
+    assert json.loads(problem) == {
+        "type": "about:blank", "title": "Bad Request", "status": 400,
+        "detail": "malformed chunked body",
+    }  # fmt: skip
