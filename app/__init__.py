@@ -48,6 +48,9 @@ def _build(config: Mapping[str, Any] | Any) -> Flask:
 
     settings = config if isinstance(config, Settings) else load_settings(config)
     app = Flask(__name__)
+    # werkzeug would answer `/messages//a` with an HTML 308 redirect that never
+    # reaches the problem+json error handlers; such a path is simply not found.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["settings"] = settings
     app.wsgi_app = docs.serve_assets(app.wsgi_app)

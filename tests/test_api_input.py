@@ -84,3 +84,30 @@ def test_a_body_of_unknown_fields_gets_a_short_answer_saying_how_many_were_omitt
     assert len(response.data) < 4096
     assert count_rows(app, "messages") == 0
     assert len(vonage_api.calls) == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/messages//a"),
+        ("GET", "/messages/%2Fa"),
+        ("GET", "/health//ready"),
+        ("POST", "/webhooks//inbound"),
+        ("POST", "/webhooks//status"),
+    ],
+)
+def test_doubled_slashes_are_404_problem_json_not_an_html_redirect(
+    app, client, vonage_api, method, path
+):
+    """werkzeug's merge_slashes answered these with an HTML 308 that Flask's
+    error handlers never see."""
+    body = json.dumps({"message_uuid": "x", "from": "14155550100", "to": "14155550199"})
+    response = client.open(
+        path, method=method, data=body, content_type="application/json", headers=auth_headers()
+    )
+
+    assert response.status_code == 404, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["status"] == 404
+    assert len(vonage_api.calls) == 0
+    assert count_rows(app, "messages") == 0
