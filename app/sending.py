@@ -300,17 +300,16 @@ def _problem_for(error: VonageError, message: _Message, claim, config, budget) -
         problem = Problem(
             502, "Vonage refused the message", type="vonage-rejected", detail=error.detail
         )
-    else:
-        headers = (
-            {"Retry-After": str(max(1, round(error.retry_after)))} if error.retry_after else None
-        )
-        problem = Problem(
-            503,
-            "Vonage unavailable",
-            type="vonage-unavailable",
-            detail=error.detail,
-            headers=headers,
-        )
+        # Vonage's 4xx is final: a retry of the key replays it instead of sending again.
+        return _not_sent(message, claim, config, budget, detail, problem, final=True)
+    headers = {"Retry-After": str(max(1, round(error.retry_after)))} if error.retry_after else None
+    problem = Problem(
+        503,
+        "Vonage unavailable",
+        type="vonage-unavailable",
+        detail=error.detail,
+        headers=headers,
+    )
     return _not_sent(message, claim, config, budget, detail, problem)
 
 
@@ -319,15 +318,32 @@ def _error_record(problem: Problem, detail: str) -> dict:
     return message_error(problem.type, problem.title, detail)
 
 
-def _not_sent(message: _Message, claim, config, budget, detail: str, problem: Problem) -> Problem:
-    """Vonage certainly does not have it: the row `failed`, its daily slot back, the key free."""
+def _not_sent(
+    message: _Message,
+    claim,
+    config,
+    budget,
+    detail: str,
+    problem: Problem,
+    *,
+    final: bool = False,
+) -> Problem:
+    """Vonage certainly does not have it: the row `failed`, its daily slot back.
+
+    The key is freed for a transient refusal (retry later), so a retry sends; a
+    `final` one is stored, so a retry gets the same answer and sends nothing.
+    """
     error = _error_record(problem, detail)
 
     def record(connection: Connection) -> None:
         store.mark_outcome(connection, message.id, "failed", error)
         if config.send_sms_daily_limit:
             guards.give_back_daily_slot(connection, message.day)
-        if claim is not None:
+        if claim is not None and final:
+            guards.complete_idempotency_key(
+                connection, claim.owner, claim.key, problem.status, json.dumps(problem.to_dict())
+            )
+        elif claim is not None:
             guards.release_idempotency_key(connection, claim.owner, claim.key)
 
     _write_outcome(f"failed {message.id}", record, budget)

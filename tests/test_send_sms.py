@@ -440,13 +440,47 @@ def test_unknown_outcome_is_replayed_not_resent(send, vonage_api):
     assert len(vonage_api.calls) == 1
 
 
-def test_key_is_released_when_nothing_was_sent(send, vonage_api):
+def test_a_vonage_refusal_is_replayed_not_resent(app, send, vonage_api):
+    """Vonage's 4xx is final: DESIGN's same key and body within 24 h get the first answer."""
     vonage_api.post(MESSAGES_URL, status=422, json={"title": "Invalid params"})
+    headers = {"Idempotency-Key": "refused-by-vonage"}
+    first = send({"to": TO, "text": "Hi"}, headers=headers)
+    accepted(vonage_api)
+
+    retry = send({"to": TO, "text": "Hi"}, headers=headers)
+
+    assert first.status_code == retry.status_code == 502
+    assert retry.json == first.json
+    assert retry.json["type"].endswith("vonage-rejected")
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert len(vonage_api.calls) == 1
+    assert count_rows(app, "messages") == 1
+
+
+def test_a_vonage_400_is_502_and_replayed_with_one_vonage_call(send, vonage_api):
+    vonage_api.post(MESSAGES_URL, status=400, json={"title": "Bad Request", "detail": "nope"})
+    headers = {"Idempotency-Key": "vonage-400"}
+
+    answers = [send({"to": TO, "text": "Hi"}, headers=headers) for _ in range(3)]
+
+    assert [answer.status_code for answer in answers] == [502, 502, 502]
+    assert [a.headers.get("Idempotent-Replayed") for a in answers] == [None, "true", "true"]
+    assert len(vonage_api.calls) == 1
+
+
+def test_key_is_released_when_vonage_is_unavailable(send, vonage_api):
+    """A retry-later answer is not stored: replaying a 503 for 24 h makes retrying pointless."""
+    vonage_api.post(MESSAGES_URL, status=503, json={"title": "Service Unavailable"})
     headers = {"Idempotency-Key": "retry-me"}
-    assert send({"to": TO, "text": "Hi"}, headers=headers).status_code == 502
+    first = send({"to": TO, "text": "Hi"}, headers=headers)
+    assert first.status_code == 503, first.json
     vonage_api.reset()
     accepted(vonage_api)
-    assert send({"to": TO, "text": "Hi"}, headers=headers).status_code == 202
+    retry = send({"to": TO, "text": "Hi"}, headers=headers)
+    assert retry.status_code == 202
+    assert "Idempotent-Replayed" not in retry.headers
+    assert len(vonage_api.calls) == 1
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "bad\x01key"])
