@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from app.sms import GSM7, UCS2, InvalidNumber, clean_text, normalize_number, segment
 from app.webhooks.signature import InvalidSignature, sign, verify
-from tests.conftest import MESSAGES_URL, SIGNATURE_SECRET, auth_headers
+from tests.conftest import MESSAGES_URL, SIGNATURE_SECRET, auth_headers, count_rows
 
 # Random exploration on a developer's machine; the same examples every time in CI.
 IN_CI = os.environ.get("CI") == "true"
@@ -442,9 +442,25 @@ def test_signed_webhook_with_any_field_values_is_never_a_server_error(
     assert response.status_code in (200, 400, 422), response.get_data(as_text=True)
 
 
-def test_deeply_nested_signed_webhook_body_is_a_400(lenient_app):
+def test_deeply_nested_signed_webhook_body_that_is_not_json_is_a_400(lenient_app):
     response = _signed_post(lenient_app, "/webhooks/status", b"[" * 5000)
     assert response.status_code == 400
+    assert count_rows(lenient_app, "dead_letters") == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 30000 + b"]" * 30000, b'{"a":' * 10000 + b"1" + b"}" * 10000],
+    ids=["arrays", "objects"],
+)
+def test_valid_json_nested_too_deeply_to_read_is_kept_as_a_dead_letter(lenient_app, body):
+    """DESIGN: odd JSON is never lost. Python's parser gives up (RecursionError)
+    on valid JSON this deep; it was answered 400 and Vonage's event dropped."""
+    response = _signed_post(lenient_app, "/webhooks/status", body)
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["dead_letter"] is True
+    assert count_rows(lenient_app, "dead_letters") == 1
 
 
 # PostgreSQL text columns cannot hold NUL (U+0000): the inputs below include it.

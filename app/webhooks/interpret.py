@@ -33,6 +33,10 @@ REASONS = (WEBHOOK_VERSION, WRONG_KIND, ODD_JSON, UNKNOWN_SHAPE)
 
 MAX_INT_DIGITS = 64
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_JSON_TOKEN = re.compile(
+    r'[ \t\n\r]*(?:([{}\[\]:,])|("(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*")'
+    r"|(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null))"
+)
 
 
 class NotJson(Exception):
@@ -95,8 +99,56 @@ def decode(body: bytes) -> Any:
             parse_float=_finite_float,
         )
         return _without_lone_surrogates(value)
-    except (ValueError, RecursionError):
+    except ValueError:
         raise NotJson("the body is not valid JSON") from None
+    except RecursionError:
+        # Valid JSON nested deeper than Python reads is odd, not lost: kept raw.
+        if _well_formed(text):
+            raise _OddJson("the JSON is nested too deeply to read") from None
+        raise NotJson("the body is not valid JSON") from None
+
+
+def _well_formed(text: str) -> bool:
+    """Whether `text` is one JSON value (RFC 8259), checked without recursion."""
+    stack: list[str] = []
+    expect, position = "value", 0
+    while match := _JSON_TOKEN.match(text, position):
+        position = match.end()
+        punct, string = match.group(1), match.group(2)
+        closes = {"{": "}", "[": "]"}.get(stack[-1]) if stack else None
+        if expect in ("value", "value or ]"):
+            if punct == "]" and expect == "value or ]":
+                stack.pop()
+            elif punct in ("{", "["):
+                stack.append(punct)
+                expect = "key or }" if punct == "{" else "value or ]"
+                continue
+            elif punct:
+                return False
+        elif expect in ("key", "key or }"):
+            if punct == "}" and expect == "key or }":
+                stack.pop()
+            elif string is not None:
+                expect = "colon"
+                continue
+            else:
+                return False
+        elif expect == "colon":
+            if punct != ":":
+                return False
+            expect = "value"
+            continue
+        elif expect == "comma or close":
+            if punct == ",":
+                expect = "key" if closes == "}" else "value"
+                continue
+            if punct != closes:
+                return False
+            stack.pop()
+        else:  # a token after the whole value
+            return False
+        expect = "comma or close" if stack else "end"
+    return expect == "end" and not text[position:].strip(" \t\n\r")
 
 
 def _is_v0_1(payload: dict) -> bool:
