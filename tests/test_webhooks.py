@@ -314,6 +314,48 @@ def test_status_updates_the_message_and_keeps_every_event(
     assert message["events"][1]["currency"] == "EUR"
 
 
+def test_the_message_takes_vonages_price_and_billed_segments_from_its_events(
+    app, client, send, vonage_api, signed_webhook
+):
+    """The message showed price null and the local segment estimate even after
+    Vonage reported what it billed."""
+    sent = sent_message(send, vonage_api, "11111111-0000-4000-8000-00000000000a")
+    assert (sent["segments"], sent.get("price")) == (1, None)
+    uuid_ = sent["message_uuid"]
+    delivered = status_payload(uuid_, "delivered", "2026-11-26T12:00:05Z", usage={})
+    billed = status_payload(
+        uuid_,
+        "submitted",
+        "2026-11-26T12:00:01Z",
+        usage={"currency": "EUR", "price": "0.0666"},
+        sms={"count_total": "2"},
+    )
+    signed_webhook("/webhooks/status", delivered)
+    # Arrives late: the status does not move back, the price is still recorded.
+    signed_webhook("/webhooks/status", billed)
+
+    message = client.get(f"/messages/{uuid_}", headers=auth_headers()).json
+    assert message["status"] == "delivered"
+    assert (message["price"], message["currency"], message["segments"]) == ("0.0666", "EUR", 2)
+    listed = client.get("/messages", headers=auth_headers()).json
+    assert listed["messages"][0]["price"] == "0.0666"
+
+
+def test_an_event_without_a_price_keeps_the_messages_price(
+    app, client, send, vonage_api, signed_webhook
+):
+    uuid_ = sent_message(send, vonage_api, "11111111-0000-4000-8000-00000000000b")["message_uuid"]
+    signed_webhook("/webhooks/status", status_payload(uuid_, "submitted", "2026-11-26T12:00:01Z"))
+    later = status_payload(uuid_, "delivered", "2026-11-26T12:00:05Z", usage={})
+    signed_webhook("/webhooks/status", later)
+
+    message = client.get(f"/messages/{uuid_}", headers=auth_headers()).json
+    assert (message["status"], message["price"], message["currency"]) == (
+        "delivered", "0.0333", "EUR",
+    )  # fmt: skip
+    assert message["segments"] == 1
+
+
 def test_status_never_moves_backwards(app, send, vonage_api, signed_webhook):
     uuid_ = sent_message(send, vonage_api, "11111111-0000-4000-8000-000000000002")["message_uuid"]
     signed_webhook("/webhooks/status", status_payload(uuid_, "delivered", "2026-11-26T12:00:05Z"))

@@ -163,7 +163,10 @@ class Message(_Body):
     encoding: Encoding | None
     client_ref: str | None
     error: MessageError | None
-    price: str | None = Field(description="Vonage's `usage.price` of an inbound message.")
+    price: str | None = Field(
+        description="Vonage's `usage.price`: of an inbound message, or as an outbound "
+        "message's status webhooks report it."
+    )
     currency: str | None
     network_code: str | None = Field(description="The sender's network (inbound `origin`).")
     created_at: Timestamp

@@ -148,7 +148,25 @@ def insert_event(connection: Connection, event: dict[str, Any]) -> str | None:
     moved = _advance(
         connection, target, event["status"], event, now, link_uuid=event["message_uuid"]
     )
+    _record_billing(connection, target, event)
     return "advanced" if moved else "kept"
+
+
+def _record_billing(connection: Connection, target, event: dict[str, Any]) -> None:
+    """Vonage's price and billed segment count, from whichever event carries them.
+
+    Taken whether or not the status moved: `delivered` often arrives before the
+    `submitted` that has the price. A billed count replaces the local estimate.
+    """
+    values = {
+        name: event[name]
+        for name in ("price", "currency", "segments")
+        if event.get(name) is not None
+    }
+    if values:
+        connection.execute(
+            update(messages).where(target, messages.c.direction == "outbound").values(values)
+        )
 
 
 def _advance(
