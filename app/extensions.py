@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
+from typing import Any
 
 from flask import current_app
 from flask_limiter import Limiter
@@ -10,7 +12,7 @@ from flask_limiter.util import get_remote_address
 from sqlalchemy import Connection, Engine
 
 from app.config import Settings
-from app.store.engine import write_transaction
+from app.store.engine import grouped_write, write_transaction
 
 limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
 
@@ -26,6 +28,12 @@ def engine() -> Engine:
 def writing() -> AbstractContextManager[Connection]:
     """A connection in a write transaction (`with writing() as connection:` commits)."""
     return write_transaction(engine())
+
+
+def write_grouped(work: Callable[[Connection], Any]) -> Any:
+    """`work(connection)` committed durably, in one commit with concurrent writes
+    of this worker (see `app.store.engine.grouped_write`)."""
+    return grouped_write(engine(), work)
 
 
 def reading() -> Connection:
