@@ -21,7 +21,9 @@ def create_app(config: Mapping[str, Any] | Any = None) -> Flask:
     from app import cli, errors, observability
     from app.api import bp as api_bp
     from app.config import Settings, load_settings
+    from app.events.routes import bp as events_bp
     from app.extensions import limiter
+    from app.limit_storage import storage_uri
     from app.openapi import bp as openapi_bp
     from app.store import engine as store_engine
     from app.throttle import SendThrottle
@@ -31,7 +33,7 @@ def create_app(config: Mapping[str, Any] | Any = None) -> Flask:
     settings = config if isinstance(config, Settings) else load_settings(config)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.config["RATELIMIT_STORAGE_URI"] = settings.ratelimit_storage_uri
+    app.config["RATELIMIT_STORAGE_URI"] = storage_uri(settings.ratelimit_storage_uri)
     app.config["RATELIMIT_HEADERS_ENABLED"] = True
     app.extensions["settings"] = settings
     if settings.trusted_proxies:
@@ -47,6 +49,7 @@ def create_app(config: Mapping[str, Any] | Any = None) -> Flask:
     errors.register_error_handlers(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(webhooks_bp, url_prefix="/webhooks")
+    app.register_blueprint(events_bp)
     app.register_blueprint(openapi_bp)
     cli.register(app)
     return app

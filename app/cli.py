@@ -23,6 +23,7 @@ from flask.cli import with_appcontext
 from app import sending
 from app.api.schemas import parse_send
 from app.errors import Problem
+from app.events import cli as events_cli
 from app.extensions import reading, writing
 from app.store import dead_letters as dead_letter_store
 from app.store import migrate as migrations
@@ -46,6 +47,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(webhook_group)
     app.cli.add_command(set_webhooks_command)
     app.cli.add_command(dead_letters_group)
+    events_cli.register(app)
 
 
 def _settings():

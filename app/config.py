@@ -61,11 +61,22 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     trusted_proxies: int = 1
+    reply_routing_days: int = 30
+    # None until read: true in development, false in production.
+    event_allow_private_urls: bool | None = None
+    event_retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    event_dispatcher_threads: int = 16
     metrics_token: str = ""
 
     @property
     def is_production(self) -> bool:
         return self.app_env == "production"
+
+    @property
+    def allow_private_event_urls(self) -> bool:
+        if self.event_allow_private_urls is None:
+            return not self.is_production
+        return self.event_allow_private_urls
 
     @property
     def vonage_configured(self) -> bool:
@@ -105,7 +116,11 @@ _POSITIVE = {
     "vonage_max_sends_per_second",
     "sms_max_length",
     "webhook_max_age_seconds",
+    "reply_routing_days",
+    "event_dispatcher_threads",
 }
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
@@ -113,6 +128,16 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
         if isinstance(raw, str):
             return tuple(key.strip() for key in raw.split(",") if key.strip())
         return tuple(raw)
+    if name == "event_allow_private_urls":
+        if isinstance(raw, bool):
+            return raw
+        word = str(raw).strip().lower()
+        if word not in _TRUE | _FALSE:
+            problems.append(f"EVENT_ALLOW_PRIVATE_URLS must be true or false, got {raw!r}")
+            return None
+        return word in _TRUE
+    if name == "event_retry_schedule":
+        return _retry_schedule(raw, problems)
     if name in _INT_FIELDS or name in _FLOAT_FIELDS:
         kind = int if name in _INT_FIELDS else float
         try:
@@ -126,6 +151,21 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
             problems.append(f"{name.upper()} must not be negative")
         return value
     return str(raw).strip() if isinstance(raw, str) else raw
+
+
+def _retry_schedule(raw: Any, problems: list[str]) -> tuple[float, ...] | None:
+    """Seconds to wait before each retry, e.g. `5,300,1800`: comma-separated, each >= 0."""
+    parts = raw.split(",") if isinstance(raw, str) else list(raw)
+    try:
+        steps = tuple(float(part) for part in parts)
+    except (TypeError, ValueError):
+        steps = ()
+    if not steps or any(not 0 <= step <= 86400 for step in steps):
+        problems.append(
+            f"EVENT_RETRY_SCHEDULE must be comma-separated seconds from 0 to 86400, got {raw!r}"
+        )
+        return None
+    return steps
 
 
 _API_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?")

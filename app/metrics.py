@@ -45,6 +45,12 @@ STATUS_EVENTS = Counter(
     ["status", "effect"],
 )
 OPT_OUTS = Counter("sms_opt_out_changes_total", "Opt-out keyword messages", ["change"])
+EVENT_DELIVERIES = Counter(
+    "sms_event_deliveries_total",
+    "Event delivery attempts by outcome (delivered, retry, failed, gone, blocked), "
+    "counted by the dispatcher that made them",
+    ["outcome"],
+)
 REQUEST_LATENCY = Histogram(
     "http_request_duration_seconds",
     "Time to answer a request, by route, method and status",
@@ -119,10 +125,17 @@ def webhook_outcome(
     return {401: "bad_signature", 503: "unavailable"}.get(status, "invalid")
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition text for every worker's metrics."""
+def render(extra: tuple = ()) -> tuple[bytes, str]:
+    """The exposition text for every worker's metrics, then `extra` collectors' (read now)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+        body = generate_latest(registry)
+    else:
+        body = generate_latest()
+    if extra:
+        registry = CollectorRegistry()
+        for collector in extra:
+            registry.register(collector)
+        body += generate_latest(registry)
+    return body, CONTENT_TYPE_LATEST

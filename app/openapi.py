@@ -24,6 +24,9 @@ from app.api.history import DEFAULT_LIMIT, MAX_LIMIT
 from app.api.models import component_schemas
 from app.api.schemas import JSON_MEDIA_TYPE, MAX_IDEMPOTENCY_KEY
 from app.errors import PROBLEM_BASE, PROBLEM_JSON
+from app.events.openapi import event_schemas
+from app.events.outbox import EVENT_TYPES
+from app.events.schemas import EVENT_STATES
 from app.sms import E164_PATTERN
 
 bp = Blueprint("openapi", __name__)
@@ -31,8 +34,14 @@ bp = Blueprint("openapi", __name__)
 Schema = dict[str, Any]
 
 MESSAGES, WEBHOOKS, OPERATIONS = "messages", "vonage-webhooks", "operations"
+EVENTS = "events"
 TAGS = [
     {"name": MESSAGES, "description": "Send SMS and read the history (API key)."},
+    {
+        "name": EVENTS,
+        "description": "Replies, receipts and opt-outs pushed to your service as Standard "
+        "Webhooks, and the feed of them (API key).",
+    },
     {"name": WEBHOOKS, "description": "Called by Vonage, signed with its JWT; not for clients."},
     {"name": OPERATIONS, "description": "Health, readiness, metrics and this document."},
 ]
@@ -358,6 +367,158 @@ def _openapi() -> Schema:
     return _operation("openapi", "This document", OPERATIONS, PUBLIC, {"200": document})
 
 
+NOT_YOURS = _problem(404, "No such id among this key's own (another key's is 404 too).")
+
+
+def _path_id(name: str, description: str) -> Schema:
+    schema = {"type": "string", "minLength": 1}
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def _create_subscription() -> Schema:
+    body = {"url": "https://crm.example.com/sms-events", "events": ["*"], "scope": "own"}
+    return _operation(
+        "createSubscription",
+        "Subscribe a URL to this key's events",
+        EVENTS,
+        API_KEY,
+        {
+            "201": _json("Created; the secret is shown only here.", _ref("SubscriptionWithSecret")),
+            "400": _problem(400, "The body is not a JSON object."),
+            "401": UNAUTHORIZED,
+            "413": _problem(413, "The body is over 64 KiB."),
+            "415": _problem(415, "The body is not `application/json` (UTF-8)."),
+            "422": _problem(
+                422,
+                "Invalid or refused `url` (https only in production; no loopback, private, "
+                "link-local or metadata address), unknown `events`, or a bad `scope`.",
+                type="validation",
+                schema="ValidationProblem",
+                **VALIDATION_EXAMPLE,
+            ),
+            "503": DEPENDENCY_DOWN,
+        },
+        description="Deliveries are Standard Webhooks (`webhook-id`, `webhook-timestamp`, "
+        "`webhook-signature`) signed with the returned `secret`.",
+        requestBody={
+            "required": True,
+            "content": {JSON_MEDIA_TYPE: {"schema": _ref("SubscriptionRequest"), "example": body}},
+        },
+    )
+
+
+def _subscription_operation(operation_id: str, summary: str, ok: Schema, **fields) -> Schema:
+    responses = {**ok, "401": UNAUTHORIZED, "404": NOT_YOURS, "503": DEPENDENCY_DOWN}
+    subscription_id = _path_id("subscription_id", "The subscription's `id`.")
+    return _operation(
+        operation_id, summary, EVENTS, API_KEY, responses, parameters=[subscription_id], **fields
+    )
+
+
+def _list_events() -> Schema:
+    parameters = [
+        _query("type", {"enum": list(EVENT_TYPES)}, "Only events of this type."),
+        _query("status", {"enum": list(EVENT_STATES)}, "Only events in this delivery state."),
+        _query(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+            "Events per page.",
+        ),
+        _query(
+            "cursor",
+            {"type": "string", "minLength": 1},
+            "The `next_cursor` of the previous page (opaque).",
+        ),
+    ]
+    return _operation(
+        "listEvents",
+        "This key's events with their delivery state, newest first",
+        EVENTS,
+        API_KEY,
+        {
+            "200": _json("One page of events.", _ref("EventPage")),
+            "401": UNAUTHORIZED,
+            "422": _problem(
+                422,
+                "A filter is invalid.",
+                type="validation",
+                schema="ValidationProblem",
+                **VALIDATION_EXAMPLE,
+            ),
+            "503": DEPENDENCY_DOWN,
+        },
+        description="Also a pull feed for services that cannot take webhooks. Unknown query "
+        "parameters are rejected with 422.",
+        parameters=parameters,
+    )
+
+
+def _event_operation(operation_id: str, summary: str, ok: Schema) -> Schema:
+    responses = {**ok, "401": UNAUTHORIZED, "404": NOT_YOURS, "503": DEPENDENCY_DOWN}
+    event_id = _path_id("event_id", "The event's `id` (the `webhook-id` of its deliveries).")
+    return _operation(operation_id, summary, EVENTS, API_KEY, responses, parameters=[event_id])
+
+
+def _event_paths() -> dict[str, Schema]:
+    subscription = _ref("Subscription")
+    return {
+        "/subscriptions": {
+            "post": _create_subscription(),
+            "get": _operation(
+                "listSubscriptions",
+                "This key's subscriptions, without their secrets",
+                EVENTS,
+                API_KEY,
+                {
+                    "200": _json("The subscriptions.", _ref("SubscriptionList")),
+                    "401": UNAUTHORIZED,
+                    "503": DEPENDENCY_DOWN,
+                },
+            ),
+        },
+        "/subscriptions/{subscription_id}": {
+            "get": _subscription_operation(
+                "getSubscription",
+                "One of this key's subscriptions",
+                {"200": _json("The subscription.", subscription)},
+            ),
+            "delete": _subscription_operation(
+                "deleteSubscription",
+                "Stop and forget a subscription, with its pending deliveries",
+                {"204": {"description": "Deleted."}},
+            ),
+        },
+        "/subscriptions/{subscription_id}/rotate-secret": {
+            "post": _subscription_operation(
+                "rotateSubscriptionSecret",
+                "A new secret; the old one also signs for 24 h",
+                {"200": _json("The new secret.", _ref("SubscriptionWithSecret"))},
+            )
+        },
+        "/events": {"get": _list_events()},
+        "/events/{event_id}": {
+            "get": _event_operation(
+                "getEvent",
+                "One of this key's events with its deliveries",
+                {"200": _json("The event.", _ref("Event"))},
+            )
+        },
+        "/events/{event_id}/redeliver": {
+            "post": _event_operation(
+                "redeliverEvent",
+                "Send the event again to this key's subscriptions that take its type",
+                {"202": _json("Queued again.", _ref("Redelivery"))},
+            )
+        },
+    }
+
+
 def paths() -> dict[str, Schema]:
     """Every route the app serves, by path and method."""
     return {
@@ -376,6 +537,7 @@ def paths() -> dict[str, Schema]:
         "/health/ready": {"get": _health("ready", "Readiness: the database answers", ready=True)},
         "/metrics": {"get": _metrics()},
         "/openapi.json": {"get": _openapi()},
+        **_event_paths(),
     }
 
 
@@ -388,7 +550,10 @@ def build_spec() -> dict[str, Any]:
         "tags": TAGS,
         "security": API_KEY,
         "paths": paths(),
-        "components": {"schemas": component_schemas(), "securitySchemes": SECURITY_SCHEMES},
+        "components": {
+            "schemas": {**component_schemas(), **event_schemas()},
+            "securitySchemes": SECURITY_SCHEMES,
+        },
     }
 
 

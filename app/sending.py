@@ -64,7 +64,7 @@ def send(
 
     try:
         _refuse_opted_out(request.to)
-        result = _send_claimed(request, client, config, throttle)
+        result = _send_claimed(request, client, config, throttle, owner)
     except Problem as problem:
         if idempotency_key is not None:
             _finish_key(owner, idempotency_key, problem.status, problem.to_dict(), problem)
@@ -90,7 +90,7 @@ def _refuse_opted_out(number: str) -> None:
             )
 
 
-def _send_claimed(request: SendRequest, client, config, throttle) -> SendResult:
+def _send_claimed(request: SendRequest, client, config, throttle, owner: str) -> SendResult:
     message_id = str(uuid.uuid4())
     today = datetime.now(UTC).date()
     with writing() as connection:
@@ -115,6 +115,7 @@ def _send_claimed(request: SendRequest, client, config, throttle) -> SendResult:
                 "segments": request.segmentation.segments,
                 "encoding": request.segmentation.encoding,
                 "client_ref": request.client_ref,
+                "owner": owner,
             },
         )
 

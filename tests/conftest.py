@@ -7,6 +7,7 @@ The suite runs on SQLite by default; set TEST_DATABASE_URL to a PostgreSQL URL
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import text
 
 from app import create_app
-from app.config import load_settings
+from app.config import Settings, load_settings
 from app.store.models import Base
 from app.webhooks.signature import sign
 
@@ -29,6 +30,26 @@ VONAGE_NUMBER = "14155550199"
 MESSAGES_URL = "https://api.nexmo.com/v1/messages"
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
+
+
+# What a developer's shell or `.env` may set and the app would read.
+SETTING_NAMES = frozenset(f.name.upper() for f in dataclasses.fields(Settings))
+CALLER_PREFIXES = ("VONAGE_", "SIM_")
+
+
+@pytest.fixture(autouse=True)
+def isolated_from_the_caller(monkeypatch):
+    """No test sees the caller's settings: neither its environment nor its `.env`.
+
+    Every setting variable (and any VONAGE_*/SIM_*) is removed from os.environ, and
+    `load_settings` cannot load a `.env` (python-dotenv finds the repository's own,
+    which the README walkthrough writes). Tests pass settings explicitly instead.
+    """
+    for name in list(os.environ):
+        if name in SETTING_NAMES or name.startswith(CALLER_PREFIXES) or name == "FLASK_APP":
+            monkeypatch.delenv(name)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.setattr("app.config.load_dotenv", lambda *args, **kwargs: False)
 
 
 @pytest.fixture(scope="session")

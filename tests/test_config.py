@@ -82,3 +82,39 @@ def test_environment_is_read_when_no_mapping_is_given():
     settings = load_settings(None, environ={"API_KEYS": "k", "PORT": "8080"})
     assert settings.api_keys == ("k",)
     assert settings.port == 8080
+
+
+def test_event_settings_defaults():
+    development = load_settings({}, environ={})
+    assert development.reply_routing_days == 30
+    assert development.allow_private_event_urls is True
+    assert development.event_retry_schedule == (5, 300, 1800, 7200, 18000, 36000, 36000)
+    strict = load_settings(
+        {"EVENT_ALLOW_PRIVATE_URLS": "false", "EVENT_RETRY_SCHEDULE": "1, 2"}, environ={}
+    )
+    assert strict.allow_private_event_urls is False
+    assert strict.event_retry_schedule == (1.0, 2.0)
+
+
+def test_private_event_urls_are_refused_by_default_in_production(make_settings):
+    assert make_settings(APP_ENV="production").allow_private_event_urls is False
+    assert make_settings(
+        APP_ENV="production", EVENT_ALLOW_PRIVATE_URLS="true"
+    ).allow_private_event_urls
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("REPLY_ROUTING_DAYS", "0"),
+        ("REPLY_ROUTING_DAYS", "soon"),
+        ("EVENT_ALLOW_PRIVATE_URLS", "maybe"),
+        ("EVENT_RETRY_SCHEDULE", "5,never"),
+        ("EVENT_RETRY_SCHEDULE", "-1"),
+        ("EVENT_DISPATCHER_THREADS", "0"),
+    ],
+)
+def test_bad_event_settings_are_refused_by_name(name, value):
+    with pytest.raises(ConfigError) as error:
+        load_settings({name: value}, environ={})
+    assert name in str(error.value)

@@ -158,7 +158,7 @@ def test_every_operation_is_tagged_and_served_from_the_root(spec):
     tags = {tag["name"] for tag in spec["tags"]}
     operations = [op for ops in spec["paths"].values() for op in ops.values()]
 
-    assert tags == {"messages", "vonage-webhooks", "operations"}
+    assert tags == {"messages", "events", "vonage-webhooks", "operations"}
     assert all(len(op["tags"]) == 1 and op["tags"][0] in tags for op in operations)
     assert spec["servers"] == [{"url": "/", "description": "The host serving this document."}]
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"

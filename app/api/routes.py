@@ -12,7 +12,8 @@ from app.api.auth import rate_limit_key, require_api_key, require_metrics_token
 from app.api.schemas import idempotency_key, json_object, parse_send
 from app.channels import CHANNELS
 from app.errors import Problem, validation_problem
-from app.extensions import limiter, reading, settings
+from app.events.backlog import BacklogCollector
+from app.extensions import engine, limiter, reading, settings
 from app.sms import InvalidNumber, normalize_number
 from app.status import MESSAGE_STATUSES
 from app.store import messages as store
@@ -125,7 +126,7 @@ def count_send(response):
 @bp.get("/metrics")
 def prometheus_metrics():
     require_metrics_token()
-    body, content_type = metrics.render()
+    body, content_type = metrics.render(extra=(BacklogCollector(engine()),))
     return Response(body, content_type=content_type)
 
 

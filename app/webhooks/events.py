@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 from app import metrics
 from app.channels import CHANNELS, MEDIA_TYPES, SMS
 from app.errors import validation_problem
+from app.events import outbox
 from app.sms import keyword
 from app.store import guards
 from app.store import messages as store
@@ -174,14 +175,21 @@ def store_inbound(connection: Connection, message: dict[str, Any]) -> bool:
     row = {k: v for k, v in message.items() if k not in ("keyword", "sent_at")}
     if not store.insert_inbound(connection, row):
         return False
+    outbox.message_received(connection, row)
     if message["channel"] != SMS:
         return True
     by_text = keyword(message["text"])
     if by_text == "opt_out" or keyword(message["keyword"]) == "opt_out":
         guards.opt_out(connection, message["from_number"], message["message_uuid"])
+        outbox.contact_changed(
+            connection, message["from_number"], opted_out=True, message_uuid=row["message_uuid"]
+        )
         metrics.OPT_OUTS.labels("opt_out").inc()
     elif by_text == "opt_in":
         guards.opt_in(connection, message["from_number"])
+        outbox.contact_changed(
+            connection, message["from_number"], opted_out=False, message_uuid=row["message_uuid"]
+        )
         metrics.OPT_OUTS.labels("opt_in").inc()
     return True
 
@@ -189,6 +197,7 @@ def store_inbound(connection: Connection, message: dict[str, Any]) -> bool:
 def store_status(connection: Connection, event: dict[str, Any]) -> bool:
     effect = store.insert_event(connection, event)
     if effect is not None:
+        outbox.message_status(connection, event)
         status = event["status"] if event["status"] in metrics.KNOWN_STATUSES else "other"
         metrics.STATUS_EVENTS.labels(status, effect).inc()
     return effect is not None

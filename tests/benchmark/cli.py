@@ -25,7 +25,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.benchmark import loadgen, payloads, report, seed, stack
+from tests.benchmark import events, loadgen, payloads, report, seed, stack
 
 API_KEY = "benchmark-api-key-0123456789abcdef"
 SIGNATURE_SECRET = "benchmark-signature-secret-0123456789abcdef"
@@ -60,8 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", default="1,8,32,64", help="/send-sms concurrency levels")
     parser.add_argument(
         "--only",
-        default="webhooks,growth,send",
-        help="comma-separated subset of: webhooks, growth, send",
+        default="webhooks,growth,send,events",
+        help="comma-separated subset of: webhooks, growth, send, events",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, databases)")
     args = parser.parse_args(argv)
@@ -77,7 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     except ValueError:
         parser.error("--sizes and --clients take comma-separated whole numbers")
     args.only = {name.strip() for name in args.only.split(",")}
-    unknown = args.only - {"webhooks", "growth", "send"}
+    unknown = args.only - {"webhooks", "growth", "send", "events"}
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     return args
@@ -372,6 +372,8 @@ class Benchmark:
             results["growth"] = self.growth()
         if "send" in self.args.only:
             results["send"] = self.send()
+        if "events" in self.args.only:
+            results["events"] = events.run(self, API_KEY)
         results["runtime_s"] = round(time.monotonic() - started, 1)
         return results
 

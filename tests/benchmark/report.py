@@ -144,5 +144,9 @@ def markdown(results: dict[str, Any]) -> str:
             + send["note"]
         )
         out.append("")
+    if results.get("events"):
+        from tests.benchmark.events import markdown as events_markdown
+
+        out += events_markdown(results["events"])
     out.append(f"Total run time {results['runtime_s']:.0f} s. Targets are printed, never asserted.")
     return "\n".join(out)

@@ -107,6 +107,21 @@ class Stack:
     sim_port: int
     cert_dir: Path
     workdir: Path
+    app_env: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def worker(self, name: str = "worker") -> Iterator[subprocess.Popen]:
+        """The Procfile's `worker:` (the event dispatcher), with the app's environment."""
+        log_path = self.workdir / f"{name}.log"
+        args = [sys.executable, "-m", "flask", "--app", "app", "dispatch"]
+        with running(
+            name,
+            args,
+            env=self.app_env,
+            workdir=self.workdir,
+            ready=lambda: log_path.exists() and b"dispatcher started" in log_path.read_bytes(),
+        ) as process:
+            yield process
 
     def send(self, payload: dict, **headers) -> requests.Response:
         return requests.post(
@@ -236,6 +251,7 @@ def start_stack(tmp_path_factory, key_file) -> Callable:
                 sim_port=sim_port,
                 cert_dir=cert_dir,
                 workdir=workdir,
+                app_env=app_env,
             )
 
     return start

@@ -1,0 +1,136 @@
+"""JSON schemas of the /subscriptions and /events bodies, merged into /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.events.outbox import EVENT_TYPES
+from app.events.schemas import EVENT_STATES, SCOPES, WILDCARD
+
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(type_: str, **extra: Any) -> Schema:
+    return {"type": [type_, "null"], **extra}
+
+
+def event_schemas() -> dict[str, Schema]:
+    subscription = {
+        "type": "object",
+        "required": ["id", "url", "events", "scope", "enabled", "created_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "url": {"type": "string"},
+            "events": {"type": "array", "items": {"type": "string"}},
+            "scope": {"enum": list(SCOPES)},
+            "enabled": {"type": "boolean", "description": "False once the endpoint answered 410."},
+            "disabled_at": _nullable("string", format="date-time"),
+            "disabled_reason": _nullable("string"),
+            "previous_secret_expires_at": _nullable(
+                "string",
+                format="date-time",
+                description="Until then each delivery is also signed with the previous secret.",
+            ),
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+    }
+    delivery = {
+        "type": "object",
+        "required": ["subscription_id", "status", "attempts"],
+        "properties": {
+            "subscription_id": {"type": "string"},
+            "status": {"enum": ["pending", "delivered", "failed"]},
+            "attempts": {"type": "integer", "minimum": 0},
+            "last_attempt_at": _nullable("string", format="date-time"),
+            "last_status_code": _nullable("integer"),
+            "last_error": _nullable("string"),
+            "next_attempt_at": _nullable("string", format="date-time"),
+            "delivered_at": _nullable("string", format="date-time"),
+        },
+    }
+    return {
+        "SubscriptionRequest": {
+            "type": "object",
+            "required": ["url", "events"],
+            "additionalProperties": False,
+            "properties": {
+                "url": {
+                    "type": "string",
+                    "description": "https only in production; loopback, private, link-local "
+                    "and metadata addresses are refused unless EVENT_ALLOW_PRIVATE_URLS.",
+                },
+                "events": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"enum": [*EVENT_TYPES, WILDCARD]},
+                    "description": 'Event types, or `["*"]` for all of them.',
+                },
+                "scope": {
+                    "enum": list(SCOPES),
+                    "default": "own",
+                    "description": "`own`: this key's messages and replies routed to it; "
+                    "`all`: every event of the types, including replies no key owns.",
+                },
+            },
+        },
+        "Subscription": subscription,
+        "SubscriptionWithSecret": {
+            **subscription,
+            "required": [*subscription["required"], "secret"],
+            "properties": {
+                **subscription["properties"],
+                "secret": {
+                    "type": "string",
+                    "pattern": "^whsec_",
+                    "description": "The Standard Webhooks signing secret; shown only when "
+                    "created or rotated.",
+                },
+            },
+        },
+        "SubscriptionList": {
+            "type": "object",
+            "required": ["subscriptions"],
+            "properties": {"subscriptions": {"type": "array", "items": _ref("Subscription")}},
+        },
+        "Delivery": delivery,
+        "Event": {
+            "type": "object",
+            "required": ["id", "type", "timestamp", "data", "status", "deliveries"],
+            "properties": {
+                "id": {"type": "string", "description": "The `webhook-id` of its deliveries."},
+                "type": {"enum": list(EVENT_TYPES)},
+                "timestamp": {"type": "string", "format": "date-time"},
+                "data": {
+                    "type": "object",
+                    "description": "The message as GET /messages/{identifier} shows it, or "
+                    "the opt-out change (`number`, `opted_out`, `message_uuid`, `changed_at`).",
+                },
+                "status": {
+                    "enum": list(EVENT_STATES),
+                    "description": "`none`: no subscription takes it (pull feed only).",
+                },
+                "deliveries": {"type": "array", "items": _ref("Delivery")},
+            },
+        },
+        "EventPage": {
+            "type": "object",
+            "required": ["events", "next_cursor"],
+            "properties": {
+                "events": {"type": "array", "items": _ref("Event")},
+                "next_cursor": _nullable("string"),
+            },
+        },
+        "Redelivery": {
+            "type": "object",
+            "required": ["id", "status", "deliveries"],
+            "properties": {
+                "id": {"type": "string"},
+                "status": {"enum": ["pending", "none"]},
+                "deliveries": {"type": "integer", "minimum": 0},
+            },
+        },
+    }

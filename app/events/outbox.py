@@ -1,0 +1,160 @@
+"""Writing events into the outbox, inside the transaction of the change that causes them.
+
+Each hook takes the webhook's own connection: the event rows commit with the
+inbound message, the status event or the opt-out, or not at all, so whatever
+was answered 200 is delivered even if the process dies right after.
+
+Who receives what:
+- `message.status`: the key that sent the message;
+- `message.received`: the key that most recently sent to that number within
+  `REPLY_ROUTING_DAYS`;
+- `contact.opted_out` / `contact.opted_in`: every key that texted the number
+  within that window;
+- a `scope: all` subscription: every event of its types, owned or not.
+One event row is written per receiving key (its `webhook-id`), and one
+delivery per subscription that takes the event's type.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+from app.api.history import event_json, iso, message_json
+from app.store import outbox as store
+from app.store.dialect import utcnow
+
+MESSAGE_RECEIVED = "message.received"
+MESSAGE_STATUS = "message.status"
+OPTED_OUT = "contact.opted_out"
+OPTED_IN = "contact.opted_in"
+EVENT_TYPES = (MESSAGE_RECEIVED, MESSAGE_STATUS, OPTED_OUT, OPTED_IN)
+DEFAULT_REPLY_ROUTING_DAYS = 30
+
+
+def _routing_since(now: datetime) -> datetime:
+    return now - timedelta(days=_reply_routing_days())
+
+
+def _reply_routing_days() -> int:
+    # The hooks run inside the webhook's request; outside one (scripts) the default applies.
+    from flask import current_app, has_app_context
+
+    if has_app_context():
+        return current_app.extensions["settings"].reply_routing_days
+    return DEFAULT_REPLY_ROUTING_DAYS
+
+
+def message_received(connection: Connection, inbound: dict[str, Any]) -> int:
+    """After an inbound message is stored: `message.received` for its receivers.
+
+    `inbound` needs its `message_uuid` and `from_number`; the stored row is read
+    back (only when someone receives the event) so `data` is what the API shows.
+    """
+    now = utcnow()
+    owner = store.reply_owner(connection, inbound["from_number"], _routing_since(now))
+
+    def data() -> dict[str, Any]:
+        return _message_data(store.message_by_uuid(connection, inbound["message_uuid"]), [])
+
+    return _record(connection, MESSAGE_RECEIVED, {owner} if owner else set(), data, now)
+
+
+def message_status(connection: Connection, status_event: dict[str, Any]) -> int:
+    """After a new status event is stored: a `message.status` event for the sending key."""
+    now = utcnow()
+    message = store.message_for_status(
+        connection, status_event["message_uuid"], status_event.get("client_ref")
+    )
+    owner = message.get("owner") if message else None
+
+    def data() -> dict[str, Any]:
+        history = store.events_for_message(connection, status_event["message_uuid"])
+        if message is not None:
+            return _message_data(message, history)
+        return _unknown_message_data(status_event, history)
+
+    return _record(connection, MESSAGE_STATUS, {owner} if owner else set(), data, now)
+
+
+def contact_changed(
+    connection: Connection, number: str, *, opted_out: bool, message_uuid: str | None
+) -> int:
+    """After an opt-out or opt-in: an event for every key that texted the number."""
+    now = utcnow()
+    owners = store.owners_texting(connection, number, _routing_since(now))
+    data = {
+        "number": number,
+        "opted_out": opted_out,
+        "message_uuid": message_uuid,
+        "changed_at": iso(now),
+    }
+    return _record(connection, OPTED_OUT if opted_out else OPTED_IN, owners, lambda: data, now)
+
+
+def _record(connection: Connection, event_type: str, owners: set[str], data, now) -> int:
+    """One event per receiving key, one delivery per subscription; the count of events."""
+    subscribers = [
+        sub
+        for sub in store.active_subscribers(connection, owners)
+        if store.wants(sub["event_types"], event_type)
+        and (sub["scope"] == "all" or sub["owner"] in owners)
+    ]
+    receivers = owners | {sub["owner"] for sub in subscribers}
+    if not receivers:
+        return 0
+    body = {"type": event_type, "timestamp": iso(now), "data": data()}
+    event_ids = {}
+    for owner in sorted(receivers):
+        event_ids[owner] = new_event_id()
+        store.insert_event(
+            connection,
+            {
+                "id": event_ids[owner],
+                "owner": owner,
+                "type": event_type,
+                "body": json.dumps(body, separators=(",", ":")),
+                "created_at": now,
+            },
+        )
+    store.insert_deliveries(
+        connection,
+        [store.new_delivery(event_ids[sub["owner"]], sub["id"], now) for sub in subscribers],
+    )
+    return len(receivers)
+
+
+def new_event_id() -> str:
+    return "evt_" + uuid.uuid4().hex
+
+
+def _message_data(message: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
+    data = message_json(message)
+    data["events"] = [event_json(event) for event in history]
+    return data
+
+
+def _unknown_message_data(
+    status_event: dict[str, Any], history: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A message this service did not send (or not yet): what its status events tell."""
+    return {
+        "id": None,
+        "message_uuid": status_event["message_uuid"],
+        "direction": "outbound",
+        "from": None,
+        "to": None,
+        "text": None,
+        "status": status_event["status"],
+        "segments": status_event.get("segments"),
+        "encoding": None,
+        "client_ref": None,
+        "error": status_event.get("error"),
+        "created_at": None,
+        "updated_at": None,
+        "events": [event_json(event) for event in history],
+    }

@@ -1,0 +1,369 @@
+"""/subscriptions and /events: per-key visibility, validation, routing, the outbox."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text, update
+from sqlalchemy.exc import OperationalError
+
+from app.store import outbox as outbox_store
+from app.store.dialect import utcnow
+from app.store.models import Message
+from tests.conftest import API_KEY, OTHER_API_KEY, auth_headers, count_rows, signed_headers
+from tests.test_send_sms import accepted
+from tests.test_webhooks import inbound_payload, status_payload
+
+HOOK = "https://hooks.example.com/sms-events"
+ALICE = "+14155550100"
+BOB = "+14155550101"
+
+
+def subscribe(client, key=API_KEY, **fields):
+    body = {"url": HOOK, "events": ["*"], **fields}
+    return client.post("/subscriptions", json=body, headers=auth_headers(key))
+
+
+def events_of(client, key=API_KEY, **params):
+    response = client.get("/events", query_string=params, headers=auth_headers(key))
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["events"]
+
+
+def test_subscription_is_created_with_a_secret_shown_only_once(client):
+    response = subscribe(client, events=["message.received", "message.status"])
+
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["secret"].startswith("whsec_")
+    assert body["url"] == HOOK and body["scope"] == "own" and body["enabled"] is True
+    assert response.headers["Location"].endswith(f"/subscriptions/{body['id']}")
+    listed = client.get("/subscriptions", headers=auth_headers()).get_json()["subscriptions"]
+    assert [item["id"] for item in listed] == [body["id"]]
+    assert "secret" not in listed[0]
+    one = client.get(f"/subscriptions/{body['id']}", headers=auth_headers()).get_json()
+    assert "secret" not in one and one["events"] == ["message.received", "message.status"]
+
+
+def test_a_key_never_sees_another_keys_subscriptions(app, client):
+    created = subscribe(client).get_json()
+    path = f"/subscriptions/{created['id']}"
+    other = auth_headers(OTHER_API_KEY)
+
+    assert client.get("/subscriptions", headers=other).get_json() == {"subscriptions": []}
+    assert client.get(path, headers=other).status_code == 404
+    assert client.delete(path, headers=other).status_code == 404
+    assert client.post(f"{path}/rotate-secret", headers=other).status_code == 404
+    assert count_rows(app, "subscriptions") == 1
+    assert client.delete(path, headers=auth_headers()).status_code == 204
+    assert count_rows(app, "subscriptions") == 0
+    assert client.get(path, headers=auth_headers()).status_code == 404
+
+
+def test_subscriptions_need_an_api_key(client):
+    assert client.post("/subscriptions", json={"url": HOOK, "events": ["*"]}).status_code == 401
+    assert client.get("/events").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"url": "ftp://example.com/x"}, "url"),
+        ({"url": "not a url"}, "url"),
+        ({"url": 42}, "url"),
+        ({"url": "https://user:pw@example.com/x"}, "url"),
+        ({"url": None}, "url"),
+        ({"events": []}, "events"),
+        ({"events": "message.status"}, "events"),
+        ({"events": ["message.sent"]}, "events"),
+        ({"events": ["*", "message.status"]}, "events"),
+        ({"events": [1]}, "events"),
+        ({"scope": "everyone"}, "scope"),
+        ({"secret": "mine"}, "secret"),
+    ],
+)
+def test_invalid_subscription_is_422_and_stores_nothing(app, client, fields, field):
+    body = {"url": HOOK, "events": ["*"], **fields}
+    if fields.get("url", "") is None:
+        del body["url"]
+    response = client.post("/subscriptions", json=body, headers=auth_headers())
+
+    assert response.status_code == 422
+    assert response.content_type == "application/problem+json"
+    assert field in [error["field"] for error in response.get_json()["errors"]]
+    assert count_rows(app, "subscriptions") == 0
+
+
+def test_production_takes_https_urls_only(make_app):
+    app = make_app(APP_ENV="production")
+    client = app.test_client()
+
+    response = subscribe(client, url="http://hooks.example.com/x")
+
+    assert response.status_code == 422
+    assert count_rows(app, "subscriptions") == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://localhost/hook",
+        "http://app.localhost/hook",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.10/hook",
+        "http://172.16.5.4/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://[fd00:ec2::254]/hook",
+        "http://0.0.0.0/hook",
+        "http://2130706433/hook",
+        "http://0177.0.0.1/hook",
+        "http://100.64.0.1/hook",
+    ],
+)
+def test_private_destinations_are_refused_at_subscribe(make_app, url):
+    app = make_app(EVENT_ALLOW_PRIVATE_URLS="false")
+
+    response = subscribe(app.test_client(), url=url)
+
+    assert response.status_code == 422, url
+    assert response.get_json()["errors"][0]["field"] == "url"
+    assert count_rows(app, "subscriptions") == 0
+
+
+def test_public_address_is_accepted_when_private_ones_are_refused(make_app):
+    app = make_app(EVENT_ALLOW_PRIVATE_URLS="false")
+
+    response = subscribe(app.test_client(), url="https://93.184.215.14/hook")
+
+    assert response.status_code == 201
+
+
+def test_private_destinations_are_allowed_in_development_by_default(client):
+    assert subscribe(client, url="http://127.0.0.1:4000/").status_code == 201
+
+
+def test_rotation_returns_a_new_secret_and_keeps_the_old_for_24_hours(app, client):
+    created = subscribe(client).get_json()
+
+    response = client.post(f"/subscriptions/{created['id']}/rotate-secret", headers=auth_headers())
+
+    assert response.status_code == 200
+    rotated = response.get_json()
+    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != created["secret"]
+    assert rotated["previous_secret_expires_at"] is not None
+    with app.extensions["db"].connect() as connection:
+        row = connection.execute(text("SELECT secret, previous_secret FROM subscriptions")).one()
+    assert (row.secret, row.previous_secret) == (rotated["secret"], created["secret"])
+
+
+# Routing and the outbox -------------------------------------------------------
+
+
+def _send(send, vonage_api, to, key):
+    accepted(vonage_api)
+    response = send({"to": to, "text": "Your code is 1234"}, key=key)
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()
+
+
+def test_replies_and_receipts_go_to_the_key_that_sent(
+    app, client, send, vonage_api, signed_webhook
+):
+    alice_sub = subscribe(client, API_KEY).get_json()
+    bob_sub = subscribe(client, OTHER_API_KEY).get_json()
+    to_alice = _send(send, vonage_api, ALICE, API_KEY)
+    _send(send, vonage_api, BOB, OTHER_API_KEY)
+
+    signed_webhook("/webhooks/inbound", inbound_payload("Yes please", sender=ALICE[1:]))
+    signed_webhook("/webhooks/inbound", inbound_payload("No thanks", sender=BOB[1:]))
+    signed_webhook("/webhooks/status", status_payload(to_alice["message_uuid"], "delivered"))
+
+    mine = events_of(client, API_KEY)
+    theirs = events_of(client, OTHER_API_KEY)
+    assert sorted(e["type"] for e in mine) == ["message.received", "message.status"]
+    assert [e["type"] for e in theirs] == ["message.received"]
+    received = next(e for e in mine if e["type"] == "message.received")
+    assert received["data"]["text"] == "Yes please" and received["data"]["from"] == ALICE[1:]
+    status = next(e for e in mine if e["type"] == "message.status")
+    assert status["data"]["id"] == to_alice["id"] and status["data"]["status"] == "delivered"
+    assert [h["status"] for h in status["data"]["events"]] == ["delivered"]
+    assert theirs[0]["data"]["text"] == "No thanks"
+    assert {d["subscription_id"] for e in mine for d in e["deliveries"]} == {alice_sub["id"]}
+    assert {d["subscription_id"] for e in theirs for d in e["deliveries"]} == {bob_sub["id"]}
+
+
+def test_a_reply_goes_to_the_key_that_texted_the_number_most_recently(
+    client, send, vonage_api, signed_webhook
+):
+    _send(send, vonage_api, ALICE, API_KEY)
+    _send(send, vonage_api, ALICE, OTHER_API_KEY)
+
+    signed_webhook("/webhooks/inbound", inbound_payload("Hi", sender=ALICE[1:]))
+
+    assert events_of(client, API_KEY) == []
+    assert [e["type"] for e in events_of(client, OTHER_API_KEY)] == ["message.received"]
+
+
+@pytest.mark.parametrize(
+    "settings, age_days, routed",
+    [({}, 29, True), ({}, 31, False), ({"REPLY_ROUTING_DAYS": "7"}, 8, False)],
+)
+def test_a_reply_is_routed_only_within_reply_routing_days(
+    make_app, vonage_api, settings, age_days, routed
+):
+    app = make_app(**settings)
+    client = app.test_client()
+    accepted(vonage_api)
+    client.post("/send-sms", json={"to": ALICE, "text": "Hi"}, headers=auth_headers())
+    with app.extensions["db"].begin() as connection:
+        connection.execute(
+            update(Message.__table__).values(created_at=utcnow() - timedelta(days=age_days))
+        )
+
+    body = json.dumps(inbound_payload("Hi", sender=ALICE[1:])).encode()
+    client.post("/webhooks/inbound", data=body, headers=signed_headers(body))
+
+    assert len(events_of(client, API_KEY)) == (1 if routed else 0)
+    assert count_rows(app, "events") == (1 if routed else 0)
+
+
+def test_scope_all_receives_every_event_of_its_types(client, send, vonage_api, signed_webhook):
+    audit = subscribe(client, OTHER_API_KEY, scope="all", events=["message.received"]).get_json()
+    _send(send, vonage_api, ALICE, API_KEY)
+
+    signed_webhook("/webhooks/inbound", inbound_payload("Hi", sender=ALICE[1:]))
+    signed_webhook("/webhooks/inbound", inbound_payload("Who?", sender="14155550123"))
+
+    seen = events_of(client, OTHER_API_KEY)
+    assert sorted(e["data"]["text"] for e in seen) == ["Hi", "Who?"]
+    assert all(e["deliveries"][0]["subscription_id"] == audit["id"] for e in seen)
+    assert [e["data"]["text"] for e in events_of(client, API_KEY)] == ["Hi"]
+
+
+def test_opt_out_and_back_in_go_to_the_keys_that_texted_the_number(
+    client, send, vonage_api, signed_webhook
+):
+    _send(send, vonage_api, ALICE, API_KEY)
+
+    signed_webhook("/webhooks/inbound", inbound_payload("STOP", sender=ALICE[1:]))
+    signed_webhook("/webhooks/inbound", inbound_payload("START", sender=ALICE[1:]))
+
+    opted = events_of(client, API_KEY, type="contact.opted_out")
+    assert [e["data"]["number"] for e in opted] == [ALICE[1:]]
+    assert opted[0]["data"]["opted_out"] is True
+    assert len(events_of(client, API_KEY, type="contact.opted_in")) == 1
+    assert events_of(client, OTHER_API_KEY) == []
+
+
+def test_a_duplicate_webhook_writes_no_second_event(client, send, vonage_api, signed_webhook):
+    sent = _send(send, vonage_api, ALICE, API_KEY)
+    payload = status_payload(sent["message_uuid"], "delivered")
+
+    signed_webhook("/webhooks/status", payload)
+    signed_webhook("/webhooks/status", payload)
+
+    assert len(events_of(client, API_KEY, type="message.status")) == 1
+
+
+def test_the_event_commits_with_the_webhook_or_neither_does(
+    app, client, send, vonage_api, signed_webhook, monkeypatch
+):
+    subscribe(client)
+    _send(send, vonage_api, ALICE, API_KEY)
+
+    def broken(*args, **kwargs):
+        raise OperationalError("INSERT INTO events", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(outbox_store, "insert_event", broken)
+    payload = inbound_payload("Hi", sender=ALICE[1:])
+    response = signed_webhook("/webhooks/inbound", payload)
+
+    assert response.status_code == 503
+    assert count_rows(app, "events") == 0
+    with app.extensions["db"].connect() as connection:
+        stored = connection.execute(
+            text("SELECT COUNT(*) FROM messages WHERE message_uuid = :u"),
+            {"u": payload["message_uuid"]},
+        ).scalar_one()
+    assert stored == 0
+    monkeypatch.undo()
+    assert signed_webhook("/webhooks/inbound", payload).status_code == 200
+    assert count_rows(app, "events") == 1 and count_rows(app, "deliveries") == 1
+
+
+def test_the_sending_key_is_stored_as_a_fingerprint_never_the_key(app, send, vonage_api):
+    sent = _send(send, vonage_api, ALICE, API_KEY)
+
+    with app.extensions["db"].connect() as connection:
+        owner = connection.execute(
+            text("SELECT owner FROM messages WHERE id = :id"), {"id": sent["id"]}
+        ).scalar_one()
+    assert owner and owner != API_KEY and API_KEY not in owner
+
+
+# The feed ---------------------------------------------------------------------
+
+
+def test_events_feed_filters_pages_and_validates(client, send, vonage_api, signed_webhook):
+    subscribe(client)
+    for _ in range(3):
+        _send(send, vonage_api, ALICE, API_KEY)
+        signed_webhook("/webhooks/inbound", inbound_payload("Hi", sender=ALICE[1:]))
+
+    first = client.get("/events?limit=2", headers=auth_headers()).get_json()
+    second = client.get(
+        f"/events?limit=2&cursor={first['next_cursor']}", headers=auth_headers()
+    ).get_json()
+
+    assert len(first["events"]) == 2 and len(second["events"]) == 1
+    assert second["next_cursor"] is None
+    assert all(e["status"] == "pending" for e in events_of(client, status="pending"))
+    assert events_of(client, status="delivered") == []
+    for query in ("status=sent", "type=message.sent", "limit=0", "limit=201", "cursor=zz", "x=1"):
+        response = client.get(f"/events?{query}", headers=auth_headers())
+        assert response.status_code == 422, query
+        assert response.content_type == "application/problem+json"
+
+
+def test_redeliver_queues_the_event_again_and_is_404_for_others(
+    app, client, send, vonage_api, signed_webhook
+):
+    subscribe(client)
+    _send(send, vonage_api, ALICE, API_KEY)
+    signed_webhook("/webhooks/inbound", inbound_payload("Hi", sender=ALICE[1:]))
+    event = events_of(client)[0]
+    with app.extensions["db"].begin() as connection:
+        connection.execute(text("UPDATE deliveries SET status = 'failed', attempts = 8"))
+
+    other = client.post(f"/events/{event['id']}/redeliver", headers=auth_headers(OTHER_API_KEY))
+    response = client.post(f"/events/{event['id']}/redeliver", headers=auth_headers())
+
+    assert other.status_code == 404
+    assert response.status_code == 202
+    again = client.get(f"/events/{event['id']}", headers=auth_headers()).get_json()
+    assert again["status"] == "pending" and again["deliveries"][0]["attempts"] == 0
+    assert (
+        client.get(f"/events/{event['id']}", headers=auth_headers(OTHER_API_KEY)).status_code == 404
+    )
+    assert (
+        client.post(f"/events/evt_{uuid.uuid4().hex}/redeliver", headers=auth_headers()).status_code
+        == 404
+    )
+
+
+def test_metrics_show_the_backlog(client, send, vonage_api, signed_webhook):
+    subscribe(client)
+    _send(send, vonage_api, ALICE, API_KEY)
+    signed_webhook("/webhooks/inbound", inbound_payload("Hi", sender=ALICE[1:]))
+
+    body = client.get("/metrics").get_data(as_text=True)
+
+    assert 'sms_event_deliveries_waiting{state="pending"} 1.0' in body
+    assert "sms_event_oldest_pending_age_seconds" in body
