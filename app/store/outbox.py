@@ -165,16 +165,27 @@ def owners_texting(connection: Connection, number: str, since: datetime) -> set[
     return set(rows)
 
 
+def _message_for_status(by_client_ref: bool):
+    condition = messages.c.message_uuid == bindparam("message_uuid")
+    if by_client_ref:
+        condition = or_(
+            condition,
+            and_(messages.c.id == bindparam("client_ref"), messages.c.direction == "outbound"),
+        )
+    return select(messages).where(condition).limit(1)
+
+
+_MESSAGE_FOR_STATUS = {False: _message_for_status(False), True: _message_for_status(True)}
+
+
 def message_for_status(
     connection: Connection, message_uuid: str, client_ref: str | None
 ) -> dict[str, Any] | None:
     """The message a status event is about: by Vonage's uuid, or by our id in `client_ref`."""
-    condition = messages.c.message_uuid == message_uuid
-    if client_ref:
-        condition = or_(
-            condition, and_(messages.c.id == client_ref, messages.c.direction == "outbound")
-        )
-    row = connection.execute(select(messages).where(condition).limit(1)).first()
+    row = connection.execute(
+        _MESSAGE_FOR_STATUS[bool(client_ref)],
+        {"message_uuid": message_uuid, "client_ref": client_ref},
+    ).first()
     return dict(row._mapping) if row else None
 
 
