@@ -53,6 +53,7 @@ class Settings:
     vonage_max_sends_per_second: int = 30
     sms_max_length: int = 1600
     send_sms_daily_limit: int = 10000
+    send_sms_max_in_flight: int = 24
     database_url: str = ""
     api_keys: tuple[str, ...] = field(default_factory=tuple)
     send_sms_rate_limit: str = "10/second;1000/hour"
@@ -118,9 +119,22 @@ _POSITIVE = {
     "webhook_max_age_seconds",
     "reply_routing_days",
     "event_dispatcher_threads",
+    "send_sms_max_in_flight",
 }
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
+DEFAULT_GUNICORN_THREADS = 32
+
+
+def default_max_in_flight(environ: Mapping[str, str]) -> int:
+    """The worker's threads (gunicorn's GUNICORN_THREADS, 32 by default) less a
+    quarter (at least 2) kept for webhooks and health: 24 of 32, 6 of 8. A send
+    may wait seconds on Vonage; a webhook or a probe takes milliseconds."""
+    try:
+        threads = int(environ.get("GUNICORN_THREADS") or DEFAULT_GUNICORN_THREADS)
+    except ValueError:
+        threads = DEFAULT_GUNICORN_THREADS
+    return max(1, threads - max(2, threads // 4))
 
 
 def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
@@ -229,6 +243,7 @@ def load_settings(
         if raw is None or raw == "":
             continue
         values[f.name] = _coerce(f.name, raw, problems)
+    values.setdefault("send_sms_max_in_flight", default_max_in_flight(environ))
     settings = Settings(**{k: v for k, v in values.items() if v is not None})
     if settings.app_env not in ("development", "production"):
         problems.append(f"APP_ENV must be development or production, got {settings.app_env!r}")

@@ -81,18 +81,21 @@ def _from_unexpected(error: InternalServerError) -> Response:
     return problem_response(Problem(500, "Internal Server Error"))
 
 
-def _dependency_down(error: Exception) -> Response:
+def dependency_problem(**extra: Any) -> Problem:
     """The database or the limit storage does not answer: 503, so callers retry."""
-    log.error("dependency unavailable: %s", type(error).__name__)
-    return problem_response(
-        Problem(
-            503,
-            "Service Unavailable",
-            type="dependency-unavailable",
-            detail="a backing service does not answer; retry later",
-            headers={"Retry-After": "5"},
-        )
+    return Problem(
+        503,
+        "Service Unavailable",
+        type="dependency-unavailable",
+        detail="a backing service does not answer; retry later",
+        headers={"Retry-After": "5"},
+        **extra,
     )
+
+
+def _dependency_down(error: Exception) -> Response:
+    log.error("dependency unavailable: %s", type(error).__name__)
+    return problem_response(dependency_problem())
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -96,10 +96,19 @@ def _header(description: str, *, required: bool = False) -> Schema:
 
 RETRY_AFTER = _header("Seconds to wait before trying again.", required=True)
 RETRY_AFTER_OPTIONAL = _header("Seconds to wait before trying again, when known.")
+REPLAYED = _header(
+    "`true` when this answer replays an earlier request with the same Idempotency-Key."
+)
 
 
-def _json(description: str, schema: Schema) -> Schema:
-    return {"description": description, "content": {JSON_MEDIA_TYPE: {"schema": schema}}}
+def _json(description: str, schema: Schema, headers: dict[str, Schema] | None = None) -> Schema:
+    response: Schema = {
+        "description": description,
+        "content": {JSON_MEDIA_TYPE: {"schema": schema}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
 
 
 def _problem(
@@ -191,7 +200,11 @@ def _send_sms() -> Schema:
 
 def _send_sms_responses() -> dict[str, Schema]:
     return {
-        "202": _json("Vonage accepted the message.", _ref("SendAccepted")),
+        "202": _json(
+            "Vonage accepted the message (or, on a replay, the first request's answer).",
+            _ref("SendAccepted"),
+            headers={"Idempotent-Replayed": REPLAYED},
+        ),
         "400": _problem(400, "The body is not a JSON object."),
         "401": UNAUTHORIZED,
         "409": _problem(
@@ -223,12 +236,17 @@ def _send_sms_responses() -> dict[str, Schema]:
         ),
         "503": _problem(
             503,
-            "Vonage is not configured or unreachable, or no send slot is free.",
+            "Vonage is not configured or unreachable, no send slot is free (`no-send-slot`), "
+            "the worker has too many sends in flight (`sends-in-flight`), a backing service "
+            "does not answer (`dependency-unavailable`), or the first request with this "
+            "Idempotency-Key died before Vonage had the message (`send-interrupted`, nothing "
+            "sent).",
             headers={"Retry-After": RETRY_AFTER_OPTIONAL},
         ),
         "504": _problem(
             504,
-            "Vonage timed out; the message may have been sent (`id` names it).",
+            "Vonage timed out, or the first request with this Idempotency-Key died while "
+            "calling Vonage; the message may have been sent (`id` names it).",
             type="vonage-outcome-unknown",
         ),
     }
@@ -342,7 +360,9 @@ def _webhook(operation_id: str, summary: str, body_schema: str) -> Schema:
 def _health(operation_id: str, summary: str, *, ready: bool) -> Schema:
     responses = {"200": _json("Healthy.", _ref("Health"))}
     if ready:
-        responses["503"] = _problem(503, "The database does not answer.")
+        responses["503"] = _problem(
+            503, "The database does not take writes.", headers={"Retry-After": RETRY_AFTER}
+        )
     return _operation(operation_id, summary, OPERATIONS, PUBLIC, responses)
 
 

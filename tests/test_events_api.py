@@ -367,3 +367,17 @@ def test_metrics_show_the_backlog(client, send, vonage_api, signed_webhook):
 
     assert 'sms_event_deliveries_waiting{state="pending"} 1.0' in body
     assert "sms_event_oldest_pending_age_seconds" in body
+
+
+def test_other_channels_replies_are_message_received_with_their_channel(
+    client, send, vonage_api, signed_webhook
+):
+    _send(send, vonage_api, ALICE, API_KEY)
+    payload = inbound_payload("Hi on WhatsApp", sender=ALICE[1:], channel="whatsapp")
+    payload.pop("sms")
+
+    assert signed_webhook("/webhooks/inbound", payload).status_code == 200
+
+    [event] = events_of(client, API_KEY)
+    assert event["type"] == "message.received"
+    assert event["data"]["channel"] == "whatsapp" and event["data"]["text"] == "Hi on WhatsApp"

@@ -26,3 +26,28 @@ def test_health_is_never_rate_limited(make_app):
     app = make_app(SEND_SMS_RATE_LIMIT="1/minute")
     client = app.test_client()
     assert [client.get("/health").status_code for _ in range(5)] == [200] * 5
+
+
+def test_not_ready_when_the_database_does_not_take_writes(app, client, monkeypatch):
+    """A read answers while the disk is full or the write lock is held: readiness writes."""
+
+    def full(connection, name="ready"):
+        raise OperationalError("INSERT", {}, Exception("database or disk is full"))
+
+    monkeypatch.setattr("app.store.probe.touch", full)
+    response = client.get("/health/ready")
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"
+
+
+def test_ready_probes_write_at_most_once_per_interval(app, client, monkeypatch):
+    from app.store import probe
+
+    writes = []
+    real_touch = probe.touch
+    monkeypatch.setattr(
+        "app.store.probe.touch", lambda connection: writes.append(1) or real_touch(connection)
+    )
+    answers = [client.get("/health/ready").status_code for _ in range(5)]
+    assert answers == [200] * 5
+    assert len(writes) == 1

@@ -5,8 +5,9 @@ up to `BATCH` due deliveries of one subscription, while no other delivery of
 that subscription is in flight anywhere. A lane runs on one thread of a
 bounded pool and sends its deliveries in order over one keep-alive
 connection; it stops at the first failure (the rest wait for their turn) and
-after `LANE_BUDGET_SECONDS` (1 s), so a slow or dead endpoint holds one thread and
-delays only its own events. Nothing waits in memory: a backlog stays in the
+after `LANE_BUDGET_SECONDS` (a quarter second, so new events are claimed
+soon), so a slow or dead endpoint holds one thread and delays only its own
+events. Nothing waits in memory: a backlog stays in the
 database, however long an endpoint fails.
 
 The lease (`LEASE_SECONDS`) outlives any attempt that starts within the lane's
@@ -46,7 +47,7 @@ from app.store.engine import write_transaction
 log = logging.getLogger(__name__)
 
 BATCH = 100
-LANE_BUDGET_SECONDS = 1.0
+LANE_BUDGET_SECONDS = 0.25
 ENDPOINT_TTL_SECONDS = 30.0
 LEASE_SECONDS = 60.0
 POLL_SECONDS = 0.1

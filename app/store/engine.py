@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import sqlite3
 import threading
 import time
 import weakref
@@ -146,18 +148,36 @@ def _writer_queue(database: str) -> _WriterQueue:
 
 
 @contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
+def write_transaction(engine: Engine, timeout: float | None = None) -> Iterator[Connection]:
     """A committed-on-exit write transaction; SQLite writers queue in order.
 
-    Not reentrant: never open one inside another.
+    `timeout` bounds the whole wait for SQLite's write lock (the queue and
+    SQLite's own busy wait together), for callers that must answer within a
+    budget; by default each wait is bounded by the busy timeout. Not
+    reentrant: never open one inside another.
     """
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:":
         with engine.begin() as connection:
             yield connection
         return
-    with _writer_queue(database).held(WRITER_QUEUE_TIMEOUT_SECONDS), engine.begin() as connection:
-        yield connection
+    queue = _writer_queue(database)
+    if timeout is None:
+        with queue.held(WRITER_QUEUE_TIMEOUT_SECONDS), engine.begin() as connection:
+            yield connection
+        return
+    deadline = time.monotonic() + timeout
+    with queue.held(timeout), engine.connect() as connection:
+        remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
+        dbapi = connection.connection.dbapi_connection
+        dbapi.execute(f"PRAGMA busy_timeout={min(remaining_ms, SQLITE_BUSY_TIMEOUT_MS)}")
+        try:
+            with connection.begin():
+                yield connection
+        finally:
+            # A broken connection is discarded by the pool anyway.
+            with contextlib.suppress(sqlite3.Error):
+                dbapi.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 GROUP_COMMIT_MAX_BATCH = 64

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
-from app.status import ORDER, rank, statuses_below
+from app.status import ORDER, message_error, rank, statuses_below
 from app.store.dialect import upsert, utcnow
 from app.store.models import Message, MessageEvent
 
@@ -57,6 +57,56 @@ def mark_outcome(
         .where(messages.c.id == message_id, messages.c.status.in_(statuses_below("submitted")))
         .values(status=status, error=error, updated_at=utcnow())
     )
+
+
+def mark_vonage_called(connection: Connection, message_id: str) -> bool:
+    """The phase marker, written just before Vonage is called; False when the row is
+    no longer `pending` (settled as abandoned), so the send must not go ahead."""
+    result = connection.execute(
+        update(messages)
+        .where(messages.c.id == message_id, messages.c.status == "pending")
+        .values(vonage_called_at=utcnow())
+    )
+    return result.rowcount == 1
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A `pending` row whose request can no longer be alive, settled by its phase."""
+
+    message_id: str
+    status: str
+    created_at: datetime
+
+
+def settle_abandoned(
+    connection: Connection, cutoff: datetime, message_id: str | None = None, limit: int = 100
+) -> list[Settled]:
+    """Rows still `pending` though created before `cutoff`: `unknown` when Vonage may
+    have been called (a status webhook still settles them), `failed` when it
+    certainly was not. One row by `message_id`, or up to `limit` of them."""
+    query = select(messages.c.id, messages.c.vonage_called_at, messages.c.created_at).where(
+        messages.c.status == "pending",
+        messages.c.direction == "outbound",
+        messages.c.created_at < cutoff,
+    )
+    query = query.where(messages.c.id == message_id) if message_id else query.limit(limit)
+    settled = []
+    for row in connection.execute(query).all():
+        status = "failed" if row.vonage_called_at is None else "unknown"
+        error = message_error(
+            "about:blank",
+            "Send interrupted",
+            "the request sending this message stopped before it finished",
+        )
+        moved = connection.execute(
+            update(messages)
+            .where(messages.c.id == row.id, messages.c.status == "pending")
+            .values(status=status, error=error, updated_at=utcnow())
+        )
+        if moved.rowcount:
+            settled.append(Settled(row.id, status, row.created_at))
+    return settled
 
 
 def insert_inbound(connection: Connection, row: dict[str, Any]) -> bool:

@@ -52,10 +52,13 @@ class Message(Base):
     network_code: Mapped[str | None] = mapped_column(String(16))
     # The sending API key's fingerprint (never the key): routes its events.
     owner: Mapped[str | None] = mapped_column(String(64))
+    # Set just before Vonage is called: a `pending` row without it was certainly not sent.
+    vonage_called_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (
         Index("ix_messages_created", "created_at", "id"),
         Index("ix_messages_channel_created", "channel", "created_at"),
+        Index("ix_messages_status_created", "status", "created_at"),
         Index("ix_messages_to_created", "to_number", "created_at"),
         Index("ix_messages_from_created", "from_number", "created_at"),
     )
@@ -124,6 +127,10 @@ class IdempotencyKey(Base):
     response_status: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    # The message this request created, written with its row, and the moment past
+    # which the request holding the key can no longer be alive.
+    message_id: Mapped[str | None] = mapped_column(String(36))
+    in_flight_until: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class DailySendCount(Base):
@@ -195,3 +202,12 @@ class Delivery(Base):
         Index("ix_deliveries_lane", "subscription_id", "status", "next_attempt_at"),
         Index("ix_deliveries_status_created", "status", "created_at"),
     )
+
+
+class ReadinessProbe(Base):
+    """One tiny row per probe name, rewritten by /health/ready to prove writes work."""
+
+    __tablename__ = "readiness_probes"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    probed_at: Mapped[datetime] = mapped_column(DateTime)

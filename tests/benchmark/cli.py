@@ -111,7 +111,7 @@ class Benchmark:
                 serialization.NoEncryption(),
             )
         )
-        self.key_path.chmod(0o600)  # production refuses a key others can read
+        self.key_path.chmod(0o600)  # production refuses a key file others can read
         self.cert_dir = workdir / "simulator"
         self.sim_port = stack.free_port()
 

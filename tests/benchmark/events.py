@@ -122,7 +122,6 @@ def run(bench, api_key: str) -> dict[str, Any]:
                 timeout=10,
             ).json()
             receiver.take()
-            started = time.time()
             result = bench.webhook_run(port, database, ("inbound", "status"), "events: outbox on")
             ended = time.time()
             deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
@@ -130,13 +129,14 @@ def run(bench, api_key: str) -> dict[str, Any]:
                 time.sleep(0.2)
             drained = time.time()
             arrivals = receiver.take()
-            during = [lag for arrived, lag, _ in arrivals if arrived <= ended]
+            times = [arrived for arrived, _, _ in arrivals]
+            active = max(times, default=0.0) - min(times, default=0.0)
             lags = [lag for _, lag, _ in arrivals]
             ids = [event_id for _, _, event_id in arrivals]
             result["events"] = {
                 "delivered": len(arrivals),
                 "duplicates": len(ids) - len(set(ids)),
-                "per_s_during_load": round(len(during) / max(ended - started, 1e-9), 1),
+                "per_s": round(len(arrivals) / max(active, 1e-9), 1),
                 "drain_s": round(max(0.0, drained - ended), 2),
                 "lag_p50_s": round(_percentile(lags, 0.5), 3),
                 "lag_p99_s": round(_percentile(lags, 0.99), 3),
@@ -153,12 +153,15 @@ def run(bench, api_key: str) -> dict[str, Any]:
         receiver.close()
     idle = report.summarize(runs["idle"])
     on = report.summarize(runs["on"])
+    # Each repeat's outbox-on run against the idle run just before it.
+    for idle_run, on_run in zip(runs["idle"], runs["on"], strict=True):
+        on_run["vs_idle"] = round(on_run["rps"] / idle_run["rps"], 3)
     lag_p99 = statistics.median(run["events"]["lag_p99_s"] for run in runs["on"])
     return {
         "idle": {"runs": runs["idle"], "median": idle},
         "on": {"runs": runs["on"], "median": on},
-        "ingest_ratio": round(on["rps"] / idle["rps"], 3),
-        "events_per_s": statistics.median(run["events"]["per_s_during_load"] for run in runs["on"]),
+        "ingest_ratio": statistics.median(run["vs_idle"] for run in runs["on"]),
+        "events_per_s": statistics.median(run["events"]["per_s"] for run in runs["on"]),
         "lag_p99_s": lag_p99,
         "targets": TARGETS,
     }
@@ -172,8 +175,8 @@ def markdown(events: dict[str, Any]) -> list[str]:
     out = [
         "### Events: outbox cost on webhook ingest, and push lag",
         "",
-        "| scenario | req/s per repeat | median req/s | vs. outbox idle | p50 ms | p99 ms "
-        "| events/s pushed | lag p50 s | lag p99 s | drain s | duplicates |",
+        "| scenario | req/s per repeat | median req/s | vs. the idle run before it "
+        "| p50 ms | p99 ms | events/s pushed | lag p50 s | lag p99 s | drain s | duplicates |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
         f"| mixed webhooks, outbox idle (no subscription) "
         f"| {idle_repeats} "
@@ -184,15 +187,16 @@ def markdown(events: dict[str, Any]) -> list[str]:
         ev = run["events"]
         out.append(
             f"| outbox on: every webhook pushed (one repeat) | {run['rps']:.0f} | - "
-            f"| {run['rps'] / idle['rps']:.2f} | {run['p50_ms']:.1f} | {run['p99_ms']:.1f} "
-            f"| {ev['per_s_during_load']:.0f} | {ev['lag_p50_s']:.3f} | {ev['lag_p99_s']:.3f} "
+            f"| {run['vs_idle']:.2f} | {run['p50_ms']:.1f} | {run['p99_ms']:.1f} "
+            f"| {ev['per_s']:.0f} | {ev['lag_p50_s']:.3f} | {ev['lag_p99_s']:.3f} "
             f"| {ev['drain_s']:.1f} | {ev['duplicates']} |"
         )
     out += [
         "",
-        f"Median ingest with the outbox on: {on['rps']:.0f} req/s, "
-        f"{events['ingest_ratio']:.2f} x the idle outbox (target >= {TARGETS['ingest_ratio']}: "
-        f"{'met' if met_ingest else '**not met**'}); lag p99 {events['lag_p99_s']:.3f} s "
+        f"Median ingest with the outbox on: {on['rps']:.0f} req/s; median of the paired "
+        f"ratios {events['ingest_ratio']:.2f} x the idle outbox "
+        f"(target >= {TARGETS['ingest_ratio']}: {'met' if met_ingest else '**not met**'}); "
+        f"lag p99 {events['lag_p99_s']:.3f} s "
         f"(target <= {TARGETS['lag_p99_s']:.0f} s: {'met' if met_lag else '**not met**'}).",
         "",
     ]

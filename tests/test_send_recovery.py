@@ -1,0 +1,224 @@
+"""Sends that outlive their request, lose storage after Vonage, or lose Redis."""
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from app.api.auth import fingerprint
+from app.sending import request_hash
+from app.store import guards, messages
+from app.store.dialect import utcnow
+from tests.conftest import API_KEY, count_rows
+from tests.test_send_sms import TO, accepted, stored_message
+
+PAYLOAD = {"to": TO, "text": "Hi"}
+
+
+def abandoned_send(app, key: str, *, vonage_called: bool, daily_count: int = 1) -> str:
+    """What a request killed mid-send leaves: its claim past its hold, its row pending."""
+    message_id = f"0b7e0c4e-0000-4000-8000-00000000000{1 if vonage_called else 2}"
+    long_ago = utcnow() - timedelta(minutes=5)
+    with app.extensions["db"].begin() as connection:
+        guards.claim_idempotency_key(
+            connection, fingerprint(API_KEY), key, request_hash(PAYLOAD), timedelta(seconds=1)
+        )
+        connection.execute(
+            text(
+                "INSERT INTO messages (id, direction, from_number, to_number, text, status,"
+                " segments, encoding, created_at, updated_at, vonage_called_at) VALUES (:id,"
+                " 'outbound', '14155550199', '14155550100', 'Hi', 'pending', 1, 'GSM-7', :t, :t,"
+                " :called)"
+            ),
+            {"id": message_id, "t": long_ago, "called": long_ago if vonage_called else None},
+        )
+        connection.execute(
+            text("UPDATE idempotency_keys SET message_id = :id, in_flight_until = :t"),
+            {"id": message_id, "t": long_ago},
+        )
+        connection.execute(
+            text("INSERT INTO daily_send_counts (day, count) VALUES (:day, :n)"),
+            {"day": long_ago.date(), "n": daily_count},
+        )
+    return message_id
+
+
+def daily_count(app) -> int:
+    with app.extensions["db"].connect() as connection:
+        return connection.execute(text("SELECT SUM(count) FROM daily_send_counts")).scalar_one()
+
+
+def test_a_replay_says_it_is_one(send, vonage_api):
+    accepted(vonage_api)
+    headers = {"Idempotency-Key": "replayed"}
+    first = send(PAYLOAD, headers=headers)
+    second = send(PAYLOAD, headers=headers)
+    assert "Idempotent-Replayed" not in first.headers
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert len(vonage_api.calls) == 1
+
+
+def test_a_key_in_flight_within_its_hold_is_409(app, send, vonage_api):
+    with app.extensions["db"].begin() as connection:
+        guards.claim_idempotency_key(
+            connection, fingerprint(API_KEY), "busy", request_hash(PAYLOAD), timedelta(hours=1)
+        )
+    response = send(PAYLOAD, headers={"Idempotency-Key": "busy"})
+    assert response.status_code == 409
+    assert len(vonage_api.calls) == 0
+
+
+def test_a_dead_request_that_called_vonage_answers_maybe_sent_and_never_resends(
+    app, send, vonage_api
+):
+    message_id = abandoned_send(app, "killed", vonage_called=True)
+
+    response = send(PAYLOAD, headers={"Idempotency-Key": "killed"})
+
+    assert response.status_code == 504
+    assert response.json["id"] == message_id
+    assert response.json["type"].endswith("vonage-outcome-unknown")
+    assert response.headers["Idempotent-Replayed"] == "true"
+    assert stored_message(app, message_id)["status"] == "unknown"
+    assert daily_count(app) == 1
+    assert len(vonage_api.calls) == 0
+
+
+def test_a_dead_request_settled_by_its_webhook_answers_202_from_the_message(app, send, vonage_api):
+    message_id = abandoned_send(app, "killed", vonage_called=True)
+    with app.extensions["db"].begin() as connection:
+        connection.execute(
+            text("UPDATE messages SET status = 'delivered', message_uuid = 'u-1' WHERE id = :id"),
+            {"id": message_id},
+        )
+
+    response = send(PAYLOAD, headers={"Idempotency-Key": "killed"})
+
+    assert response.status_code == 202
+    assert response.json["id"] == message_id
+    assert response.json["status"] == "delivered"
+    assert response.headers["Idempotent-Replayed"] == "true"
+    assert len(vonage_api.calls) == 0
+
+
+def test_a_dead_request_that_never_called_vonage_fails_and_gives_its_slot_back(
+    app, send, vonage_api
+):
+    message_id = abandoned_send(app, "throttled", vonage_called=False)
+
+    response = send(PAYLOAD, headers={"Idempotency-Key": "throttled"})
+
+    assert response.status_code == 503
+    assert response.json["type"].endswith("send-interrupted")
+    assert response.json["id"] == message_id
+    assert stored_message(app, message_id)["status"] == "failed"
+    assert daily_count(app) == 0
+    assert count_rows(app, "idempotency_keys") == 0
+    assert len(vonage_api.calls) == 0
+
+
+def test_abandoned_rows_settle_without_a_retry(app):
+    from app.sending import settle_abandoned_sends
+
+    called = abandoned_send(app, "a", vonage_called=True, daily_count=2)
+    with app.extensions["db"].begin() as connection:
+        connection.execute(text("DELETE FROM daily_send_counts"))
+    not_called = abandoned_send(app, "b", vonage_called=False, daily_count=2)
+
+    with app.extensions["db"].begin() as connection:
+        settled = settle_abandoned_sends(connection, app.extensions["settings"])
+
+    assert settled == 2
+    assert stored_message(app, called)["status"] == "unknown"
+    assert stored_message(app, not_called)["status"] == "failed"
+    assert daily_count(app) == 1
+
+
+def test_storage_failing_after_vonage_accepted_answers_202_and_writes_later(
+    app, send, vonage_api, monkeypatch
+):
+    """The outcome's write fails: 202 with the id, the key kept, the write deferred."""
+    accepted(vonage_api, "aaaaaaaa-0000-4000-8000-000000000009")
+    deferred = app.extensions["deferred_writes"]
+    real_mark_sent = messages.mark_sent
+    failures = iter([True])
+
+    def flaky_mark_sent(connection, message_id, message_uuid):
+        if next(failures, False):
+            raise OperationalError("UPDATE", {}, Exception("database is locked"))
+        real_mark_sent(connection, message_id, message_uuid)
+
+    monkeypatch.setattr("app.store.messages.mark_sent", flaky_mark_sent)
+    headers = {"Idempotency-Key": "stored-later"}
+
+    response = send(PAYLOAD, headers=headers)
+    assert deferred.drain(10)
+    retry = send(PAYLOAD, headers=headers)
+
+    assert response.status_code == 202
+    row = stored_message(app, response.json["id"])
+    assert (row["status"], row["message_uuid"]) == (
+        "submitted",
+        "aaaaaaaa-0000-4000-8000-000000000009",
+    )
+    assert retry.status_code == 202
+    assert retry.json == response.json
+    assert len(vonage_api.calls) == 1
+
+
+def test_throttle_storage_failing_fails_the_send_closed(app, send, vonage_api, monkeypatch):
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    def lost(*_args, **_kwargs):
+        raise RedisTimeout("Timeout reading from socket")
+
+    monkeypatch.setattr(app.extensions["throttle"]._limiter, "hit", lost)
+
+    response = send(PAYLOAD, headers={"Idempotency-Key": "no-slot"})
+
+    assert response.status_code == 503
+    assert response.json["type"].endswith("dependency-unavailable")
+    with app.extensions["db"].connect() as connection:
+        assert connection.execute(text("SELECT status FROM messages")).all() == [("failed",)]
+    assert daily_count(app) == 0
+    assert count_rows(app, "idempotency_keys") == 0
+    assert len(vonage_api.calls) == 0
+
+
+def test_rate_limit_headers_failing_after_the_send_keep_the_202(app, send, vonage_api, monkeypatch):
+    accepted(vonage_api)
+
+    def storage_died(self):
+        raise ConnectionError("Redis went away")
+
+    monkeypatch.setattr(
+        "flask_limiter._extension.RequestLimit.remaining", property(storage_died), raising=False
+    )
+    response = send(PAYLOAD)
+
+    assert response.status_code == 202
+    assert response.json["id"]
+    assert len(vonage_api.calls) == 1
+
+
+def test_sends_beyond_the_cap_are_503_and_touch_nothing(make_app, vonage_api):
+    app = make_app(SEND_SMS_MAX_IN_FLIGHT="1")
+    cap = app.extensions["sends_in_flight"]
+    with cap.slot():
+        response = app.test_client().post(
+            "/send-sms", json=PAYLOAD, headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+    assert response.status_code == 503
+    assert response.json["type"].endswith("sends-in-flight")
+    assert response.headers["Retry-After"] == "1"
+    assert count_rows(app, "messages") == 0
+    assert len(vonage_api.calls) == 0
+
+
+@pytest.mark.parametrize(("threads", "cap"), [(None, 24), ("8", 6), ("2", 1), ("1", 1)])
+def test_the_cap_leaves_a_quarter_of_the_threads_to_webhooks(threads, cap):
+    from app.config import load_settings
+
+    environ = {"GUNICORN_THREADS": threads} if threads else {}
+    assert load_settings(environ=environ).send_sms_max_in_flight == cap
