@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import click
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -16,9 +17,23 @@ def create_app(config: Mapping[str, Any] | Any = None) -> Flask:
 
     `config` is a mapping of environment-variable names that override the
     environment, or a ready `Settings` (what the tests pass, so they never read
-    `os.environ` or `.env`).
+    `os.environ` or `.env`). A bad configuration raises `ConfigError`, except
+    under the `flask` command, which prints the problems and exits non-zero.
     """
-    from app import cli, errors, observability, sending
+    from app.config import ConfigError
+
+    try:
+        return _build(config)
+    except ConfigError as error:
+        if click.get_current_context(silent=True) is None:
+            raise
+        from app.startup import exit_with_config_error
+
+        exit_with_config_error(error)
+
+
+def _build(config: Mapping[str, Any] | Any) -> Flask:
+    from app import cli, docs, errors, observability, retention, sending
     from app.api import bp as api_bp
     from app.config import Settings, load_settings
     from app.events.routes import bp as events_bp
@@ -35,6 +50,7 @@ def create_app(config: Mapping[str, Any] | Any = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["settings"] = settings
+    app.wsgi_app = docs.serve_assets(app.wsgi_app)
     if settings.trusted_proxies:
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
@@ -44,6 +60,7 @@ def create_app(config: Mapping[str, Any] | Any = None) -> Flask:
     app.extensions["vonage"] = build_client(settings)
     limiter = init_limiter(app, settings)
     app.extensions["throttle"] = SendThrottle(limiter.storage, settings.vonage_max_sends_per_second)
+    retention.init_app(app, settings.message_retention_days)
     app.extensions["sends_in_flight"] = InFlightCap(settings.send_sms_max_in_flight)
     app.extensions["deferred_writes"] = DeferredWrites(app.extensions["db"])
     app.extensions["readiness"] = Readiness(
@@ -56,5 +73,6 @@ def create_app(config: Mapping[str, Any] | Any = None) -> Flask:
     app.register_blueprint(webhooks_bp, url_prefix="/webhooks")
     app.register_blueprint(events_bp)
     app.register_blueprint(openapi_bp)
+    app.register_blueprint(docs.bp)
     cli.register(app)
     return app

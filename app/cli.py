@@ -1,10 +1,13 @@
 """Flask commands for operators: `flask --app app <command>`.
 
 - `migrate`: apply the database migrations (the Procfile's release phase).
-- `send-sms`: send one SMS through the service's own sending path.
+- `send-sms`: send one SMS through the service's own sending path (`--wait` follows it).
+- `messages list|show`: read the stored messages and their status events.
 - `webhook inbound|status`: post a webhook signed as Vonage signs it to any
   deployment (a tunnel URL, staging), to check it end to end.
 - `set-webhooks`: point the Vonage application's Messages webhooks at a base URL.
+- `retention`: erase the texts of messages older than MESSAGE_RETENTION_DAYS.
+- `erase-number`: erase everything kept about one number (a GDPR erasure request).
 - `dead-letters list|reprocess`: review signed webhooks that could not be
   interpreted (kept raw, answered 200) and store them after a fix.
 """
@@ -12,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,13 +24,18 @@ import requests
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from app import sending
+from app import retention, sending
+from app.api import erasure, history
 from app.api.schemas import parse_send
 from app.errors import Problem
 from app.events import cli as events_cli
 from app.extensions import reading, writing
+from app.sms import InvalidNumber, normalize_number
 from app.store import dead_letters as dead_letter_store
+from app.store import messages as store
 from app.store import migrate as migrations
+from app.store import privacy
+from app.store.engine import build_engine, write_transaction
 from app.vonage_client import application_api
 from app.webhooks import dead_letters
 from app.webhooks.payloads import (
@@ -38,16 +47,29 @@ from app.webhooks.payloads import (
 )
 
 STATUSES = ("submitted", "delivered", "rejected", "undeliverable", "read")
+FINAL_STATUSES = frozenset({"delivered", "read", "rejected", "undeliverable", "failed"})
+DELIVERED_STATUSES = frozenset({"delivered", "read"})
+WAIT_POLL_SECONDS = 0.5
 WEBHOOK_TIMEOUT_SECONDS = 10
 
 
 def register(app: Flask) -> None:
     app.cli.add_command(migrate_command)
     app.cli.add_command(send_sms_command)
+    app.cli.add_command(messages_group)
     app.cli.add_command(webhook_group)
     app.cli.add_command(set_webhooks_command)
+    app.cli.add_command(retention_command)
+    app.cli.add_command(erase_number_command)
     app.cli.add_command(dead_letters_group)
     events_cli.register(app)
+    show_defaults(app)
+
+
+def show_defaults(app: Flask) -> None:
+    """`--help` shows every option's default, for every command (groups pass it on)."""
+    for command in app.cli.commands.values():
+        command.context_settings.setdefault("show_default", True)
 
 
 def _settings():
@@ -62,41 +84,172 @@ def _base_url(value: str) -> str:
 
 
 @click.command("migrate")
-@click.option("--revision", default="head", show_default=True)
+@click.option("--revision", default="head", help="the revision to upgrade to")
 @with_appcontext
 def migrate_command(revision: str) -> None:
-    """Apply the database migrations (the Procfile's release phase runs this)."""
-    migrations.upgrade(current_app.extensions["db"], revision)
-    click.echo(f"database at {revision}")
+    """Apply the database migrations (the Procfile's release phase runs this).
+
+    Upgrades only, never back down; prints the revision the database reached.
+    """
+    # An engine of its own: the app's engine migrates an embedded SQLite
+    # database to head on first use, which would hide where it started.
+    url = current_app.extensions["db"].url.render_as_string(hide_password=False)
+    engine = build_engine(url)
+    try:
+        before = migrations.current_revision(engine)
+        migrations.upgrade(engine, revision)
+        after = migrations.current_revision(engine)
+        head = migrations.head_revision(engine)
+    finally:
+        engine.dispose()
+    reached = f"{after or 'base (empty)'}{' (head)' if after == head else ''}"
+    if before == after:
+        click.echo(f"database already at {reached}; nothing to do")
+    else:
+        click.echo(f"database upgraded from {before or 'base (empty)'} to {reached}")
 
 
 @click.command("send-sms")
 @click.option("--to", "to", required=True, help="E.164 number, e.g. +14155550100")
 @click.option("--text", required=True)
 @click.option("--client-ref", default=None, help="your reference, stored and returned")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="follow the message's status until it is final, then print the message",
+)
+@click.option(
+    "--timeout", type=click.FloatRange(min=0), default=60.0, help="seconds --wait waits at most"
+)
 @with_appcontext
-def send_sms_command(to: str, text: str, client_ref: str | None) -> None:
+def send_sms_command(
+    to: str, text: str, client_ref: str | None, wait: bool, timeout: float
+) -> None:
     """Send one SMS exactly as POST /send-sms does (opt-outs, limits, row, Vonage).
 
-    Prints the 202 body, or the problem body and exits 1.
+    Prints the 202 body, or the problem body and exits 1. With --wait, follows
+    the status (delivery receipts reach the running app, which stores them) and
+    prints the message with its events: exit 0 when delivered, 1 when it ended
+    rejected, undeliverable or failed, 2 when still not final after --timeout.
     """
     body = {"to": to, "text": text}
     if client_ref is not None:
         body["client_ref"] = client_ref
     try:
-        send_request = parse_send(body, _settings().sms_max_length)
+        config = _settings()
+        send_request = parse_send(
+            body,
+            config.sms_max_length,
+            config.send_sms_allowed_countries,
+            config.send_sms_blocked_countries,
+        )
         result = sending.send(
             send_request,
             owner="cli",
             idempotency_key=None,
-            body_hash=sending.request_hash(body),
+            body_hash=sending.request_hash(send_request.canonical()),
             throttle=current_app.extensions["throttle"],
         )
     except Problem as problem:
         # stdout, like a success: stderr carries the app's log lines.
         click.echo(json.dumps(problem.to_dict(), indent=2))
         raise click.exceptions.Exit(1) from None
-    click.echo(json.dumps(result.body, indent=2))
+    if not wait:
+        click.echo(json.dumps(result.body, indent=2))
+        return
+    message = _follow(result.body["id"], timeout)
+    click.echo(json.dumps(message, indent=2))
+    if message["status"] not in FINAL_STATUSES:
+        click.echo(
+            f"still {message['status']} after {timeout:g} s; "
+            f"`flask --app app messages show {message['id']}` shows it later",
+            err=True,
+        )
+        raise click.exceptions.Exit(2)
+    if message["status"] not in DELIVERED_STATUSES:
+        raise click.exceptions.Exit(1)
+
+
+def _follow(message_id: str, timeout: float) -> dict[str, Any]:
+    """Poll the stored message until its status is final or `timeout` has passed."""
+    deadline = time.monotonic() + timeout
+    seen = None
+    while True:
+        message = _stored_message(message_id)
+        if message["status"] != seen:
+            seen = message["status"]
+            click.echo(f"status: {seen}", err=True)
+        if seen in FINAL_STATUSES or time.monotonic() >= deadline:
+            return message
+        _sleep(WAIT_POLL_SECONDS)
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def _stored_message(identifier: str) -> dict[str, Any] | None:
+    with reading() as connection:
+        row = store.find_message(connection, identifier)
+        uuid = row["message_uuid"] if row else identifier
+        events = store.events_for(connection, uuid) if uuid else []
+    if row is None and not events:
+        return None
+    message = history.message_json(row) if row else {"message_uuid": uuid, "status": None}
+    message["events"] = [history.event_json(event) for event in events]
+    return message
+
+
+@click.group("messages")
+def messages_group() -> None:
+    """Read the stored messages (both directions) and their status events."""
+
+
+@messages_group.command("list")
+@click.option("--direction", type=click.Choice(history.DIRECTIONS), default=None)
+@click.option("--status", default=None, help="e.g. delivered, rejected, received")
+@click.option("--number", default=None, help="either party's number, any common format")
+@click.option("--limit", type=click.IntRange(1, history.MAX_LIMIT), default=20)
+@click.option("--json", "as_json", is_flag=True, help="print JSON lines instead of a table")
+@with_appcontext
+def messages_list_command(
+    direction: str | None, status: str | None, number: str | None, limit: int, as_json: bool
+) -> None:
+    """The newest messages first: when, direction, status, the other party, id, text."""
+    if number is not None:
+        try:
+            number = normalize_number(number)
+        except InvalidNumber as error:
+            raise click.BadParameter(str(error), param_hint="--number") from None
+    with reading() as connection:
+        rows = store.list_messages(
+            connection, store.MessageFilter(direction, number, status), limit, None
+        )
+    for row in rows:
+        message = history.message_json(row)
+        if as_json:
+            click.echo(json.dumps(message))
+            continue
+        other = message["to"] if message["direction"] == "outbound" else message["from"]
+        arrow = "->" if message["direction"] == "outbound" else "<-"
+        text = (message["text"] or "").replace("\n", " ")
+        click.echo(
+            f"{message['created_at'][:19]}Z {arrow} {other or '?':<15} "
+            f"{message['status'] or '-':<13} {message['id']}  {text[:40]}"
+        )
+    if not rows and not as_json:
+        click.echo("no messages", err=True)
+
+
+@messages_group.command("show")
+@click.argument("identifier")
+@with_appcontext
+def messages_show_command(identifier: str) -> None:
+    """One message by its id or message_uuid, with its status events (as GET /messages/<id>)."""
+    message = _stored_message(identifier)
+    if message is None:
+        raise click.ClickException(f"no message with id or message_uuid {identifier}")
+    click.echo(json.dumps(message, indent=2))
 
 
 @click.group("webhook")
@@ -214,6 +367,40 @@ def set_webhooks_command(base_url: str) -> None:
     click.echo(f"application {updated.id} ({updated.name})")
     click.echo(f"  inbound_url: {hooks.inbound_url.address}")
     click.echo(f"  status_url:  {hooks.status_url.address}")
+
+
+@click.command("retention")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="default: MESSAGE_RETENTION_DAYS",
+)
+@with_appcontext
+def retention_command(days: int | None) -> None:
+    """Erase the texts of messages older than the retention period; rows and statuses stay."""
+    days = days or _settings().message_retention_days
+    if not days:
+        raise click.UsageError("MESSAGE_RETENTION_DAYS is not set; give --days")
+    erased = retention.sweep(current_app.extensions["db"], days)
+    click.echo(f"erased the text of {erased} messages older than {days} days")
+
+
+@click.command("erase-number")
+@click.argument("number")
+@with_appcontext
+def erase_number_command(number: str) -> None:
+    """Erase every message to or from NUMBER, their status events and stored answers.
+
+    Its opt-out is kept, so the number cannot be texted again by mistake.
+    """
+    try:
+        canonical = history.number_filter(number)
+    except InvalidNumber as error:
+        raise click.BadParameter(str(error), param_hint="NUMBER") from None
+    with write_transaction(current_app.extensions["db"]) as connection:
+        erased = privacy.erase_number(connection, canonical)
+    click.echo(json.dumps(erasure.erasure_json(canonical, erased), indent=2))
 
 
 @click.group("dead-letters")

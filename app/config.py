@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from limits.storage import SCHEMES
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.destinations import is_country_code
 from app.secret_strength import weak_secret_problems
 
 REQUIRED_IN_PRODUCTION = (
@@ -33,7 +35,11 @@ REQUIRED_IN_PRODUCTION = (
 
 
 class ConfigError(RuntimeError):
-    """The environment cannot run the service; the message names every problem."""
+    """The environment cannot run the service; `problems` names every one of them."""
+
+    def __init__(self, problems: str | list[str]) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class Settings:
     vonage_api_key: str = ""
     vonage_api_secret: str = ""
     vonage_api_host: str = "api.nexmo.com"
+    vonage_ca_bundle: str = ""
     vonage_timeout_seconds: float = 10.0
     vonage_max_sends_per_second: int = 30
     sms_max_length: int = 1600
@@ -62,6 +69,9 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     trusted_proxies: int = 1
+    send_sms_allowed_countries: tuple[str, ...] = field(default_factory=tuple)
+    send_sms_blocked_countries: tuple[str, ...] = field(default_factory=tuple)
+    message_retention_days: int = 0
     reply_routing_days: int = 30
     # None until read: true in development, false in production.
     event_allow_private_urls: bool | None = None
@@ -109,6 +119,7 @@ _INT_FIELDS = {f.name for f in dataclasses.fields(Settings) if f.type in ("int",
 _FLOAT_FIELDS = {f.name for f in dataclasses.fields(Settings) if f.type in ("float", float)}
 _NON_NEGATIVE = {
     "send_sms_daily_limit",
+    "message_retention_days",
     "trusted_proxies",
 }
 _POSITIVE = {
@@ -137,7 +148,24 @@ def default_max_in_flight(environ: Mapping[str, str]) -> int:
     return max(1, threads - max(2, threads // 4))
 
 
+_COUNTRY_LISTS = {"send_sms_allowed_countries", "send_sms_blocked_countries"}
+
+
+def _countries(name: str, raw: Any, problems: list[str]) -> tuple[str, ...]:
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    codes = tuple(str(code).strip().upper() for code in items if str(code).strip())
+    unknown = [code for code in codes if not is_country_code(code)]
+    if unknown:
+        problems.append(
+            f"{name.upper()} must list ISO 3166-1 alpha-2 country codes (US,GB), got "
+            + ", ".join(repr(code) for code in unknown)
+        )
+    return codes
+
+
 def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
+    if name in _COUNTRY_LISTS:
+        return _countries(name, raw, problems)
     if name == "api_keys":
         if isinstance(raw, str):
             return tuple(key.strip() for key in raw.split(",") if key.strip())
@@ -252,6 +280,9 @@ def load_settings(
     if settings.log_format not in ("json", "text"):
         problems.append(f"LOG_FORMAT must be json or text, got {settings.log_format!r}")
     problems += _unparseable(settings)
+    if settings.is_production and settings.vonage_ca_bundle:
+        if not Path(settings.vonage_ca_bundle).is_file():
+            problems.append(f"VONAGE_CA_BUNDLE is not a file: {settings.vonage_ca_bundle}")
     if settings.is_production:
         missing = settings.missing_for_production()
         if missing:
@@ -272,5 +303,12 @@ def load_settings(
             else settings.vonage_private_key_path,
         )
     if problems:
-        raise ConfigError("; ".join(problems))
+        raise ConfigError(problems)
+    if "log_format" not in values:
+        settings = dataclasses.replace(settings, log_format=default_log_format(settings))
     return settings
+
+
+def default_log_format(settings: Settings) -> str:
+    """Text for a person at a terminal in development; JSON lines everywhere else."""
+    return "text" if not settings.is_production and sys.stdout.isatty() else "json"

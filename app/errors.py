@@ -49,9 +49,30 @@ class Problem(Exception):
         return body
 
 
+MAX_ERRORS = 20
+MAX_FIELD_NAME = 64
+
+
 def validation_problem(errors: list[dict[str, str]]) -> Problem:
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return Problem(422, "Validation failed", type="validation", detail=detail, errors=errors)
+    """422 listing what is wrong, at most MAX_ERRORS entries with field names cut short.
+
+    A body of thousands of unknown fields must not earn an answer ten times its size;
+    `errors_omitted` says how many were left out.
+    """
+    shown = [{**error, "field": _short(error["field"])} for error in errors[:MAX_ERRORS]]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in shown)
+    extra = {}
+    omitted = len(errors) - len(shown)
+    if omitted:
+        detail += f"; and {omitted} more errors omitted"
+        extra["errors_omitted"] = omitted
+    return Problem(
+        422, "Validation failed", type="validation", detail=detail, errors=shown, **extra
+    )
+
+
+def _short(field: str) -> str:
+    return field if len(field) <= MAX_FIELD_NAME else field[: MAX_FIELD_NAME - 1] + "…"
 
 
 def problem_response(problem: Problem) -> Response:

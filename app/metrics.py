@@ -68,6 +68,7 @@ VONAGE_LATENCY = Histogram(
 _SEND_PROBLEMS = {
     "daily-limit": "daily_limit",
     "opted-out": "opted_out",
+    "destination-not-allowed": "destination_refused",
     "idempotency-key-reused": "idempotency_conflict",
     "idempotency-key-in-flight": "in_flight",
     "vonage-rejected": "rejected",

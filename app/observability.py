@@ -7,11 +7,13 @@ still looks like a phone number or a JWT, whatever logger produced it.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 import time
 import uuid
+from datetime import datetime
 
 from flask import Flask, g, has_request_context, request
 from pythonjsonlogger.json import JsonFormatter
@@ -68,6 +70,46 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class TextFormatter(logging.Formatter):
+    """One readable line: local time with its offset, level, logger, request id,
+    the message, then every field the event carries (`key=value`).
+
+    An access line reads `GET /messages/<identifier> 200 3.1ms`, then its other fields.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created).astimezone()
+        fields = {
+            name: value
+            for name, value in vars(record).items()
+            if name not in _RECORD_ATTRIBUTES and name != "request_id" and value is not None
+        }
+        message = record.getMessage()
+        if message == "request" and "route" in fields:
+            duration = fields.pop("duration_ms", None)
+            parts = [fields.pop("method", ""), fields.pop("route"), fields.pop("status", "")]
+            message = " ".join(map(str, parts)) + (f" {duration}ms" if duration is not None else "")
+        line = (
+            f"{moment.isoformat(timespec='milliseconds')} {record.levelname:<7} {record.name} "
+            f"[{getattr(record, 'request_id', '-')}] {message}"
+        )
+        if fields:
+            line += "  " + " ".join(
+                f"{name}={_text_value(value)}" for name, value in fields.items()
+            )
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _text_value(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return json.dumps(text) if not text or any(c.isspace() or c in '"=' for c in text) else text
+
+
 def configure_logging(settings: Settings) -> None:
     handler = _StderrHandler()
     if settings.log_format == "json":
@@ -79,9 +121,7 @@ def configure_logging(settings: Settings) -> None:
             )
         )
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
-        )
+        handler.setFormatter(TextFormatter())
     handler.addFilter(_ContextFilter())
     root = logging.getLogger()
     for existing in [h for h in root.handlers if getattr(h, "_sms_service", False)]:
@@ -95,6 +135,9 @@ def configure_logging(settings: Settings) -> None:
     # The development server's own request lines would repeat the access line,
     # with the query string (which may hold a number) in it.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # Alembic says which dialect it uses at INFO on every start; `flask migrate`
+    # reports the revisions itself.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _acceptable_request_id(value: str) -> bool:

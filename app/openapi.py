@@ -27,7 +27,7 @@ from app.errors import PROBLEM_BASE, PROBLEM_JSON
 from app.events.openapi import event_schemas
 from app.events.outbox import EVENT_TYPES
 from app.events.schemas import EVENT_STATES
-from app.sms import E164_PATTERN
+from app.sms import MAX_ADDRESS, NUMBER_HINT
 
 bp = Blueprint("openapi", __name__)
 
@@ -169,8 +169,8 @@ DEPENDENCY_DOWN = _problem(
 )
 VALIDATION_EXAMPLE = {
     "title": "Validation failed",
-    "detail": "to: must be an E.164 number such as +14155550100",
-    "errors": [{"field": "to", "message": "must be an E.164 number such as +14155550100"}],
+    "detail": f"to: must be {NUMBER_HINT}",
+    "errors": [{"field": "to", "message": f"must be {NUMBER_HINT}"}],
 }
 
 
@@ -218,7 +218,10 @@ def _send_sms_responses() -> dict[str, Schema]:
         "422": _problem(
             422,
             "Validation failed (`validation`, `errors` lists each field), the recipient opted "
-            "out (`opted-out`), or the Idempotency-Key was used with another body "
+            "out (`opted-out`), the destination is refused (`destination-not-allowed`: "
+            "premium-rate, shared-cost, pager, personal or international-network numbers, "
+            "or a country outside `SEND_SMS_ALLOWED_COUNTRIES` / in "
+            "`SEND_SMS_BLOCKED_COUNTRIES`), or the Idempotency-Key was used with another body "
             "(`idempotency-key-reused`).",
             type="validation",
             **VALIDATION_EXAMPLE,
@@ -261,8 +264,9 @@ def _list_messages() -> Schema:
         _query("direction", _ref("Direction"), "Only one direction."),
         _query(
             "number",
-            {"type": "string", "pattern": f"^{E164_PATTERN}$"},
-            "Either party's E.164 number; a `+` must be sent as `%2B`.",
+            {"type": "string", "minLength": 1, "maxLength": 2 * MAX_ADDRESS},
+            "Either party: a phone number however written (matched in its canonical E.164 "
+            "form; a `+` must be sent as `%2B`), a short code or an alphanumeric sender ID.",
         ),
         _query("status", _ref("MessageStatus"), "Only messages whose status is this."),
         _query("channel", _ref("Channel"), "Only messages of this channel."),
@@ -321,6 +325,38 @@ def _get_message() -> Schema:
         description="404 only if nothing at all is known of that id: a message seen only in "
         "status webhooks is shown from its events.",
         parameters=[identifier],
+    )
+
+
+def _erase_number() -> Schema:
+    number = {
+        "name": "number",
+        "in": "path",
+        "required": True,
+        "description": "A phone number however written, a short code or a sender ID.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 2 * MAX_ADDRESS},
+    }
+    return _operation(
+        "eraseNumber",
+        "Erase everything kept about one number (GDPR erasure)",
+        OPERATIONS,
+        API_KEY,
+        {
+            "200": _json("What was erased.", _ref("Erasure")),
+            "401": UNAUTHORIZED,
+            "422": _problem(
+                422,
+                "Not a phone number, short code or sender ID.",
+                type="validation",
+                schema="ValidationProblem",
+                **VALIDATION_EXAMPLE,
+            ),
+            "503": DEPENDENCY_DOWN,
+        },
+        description="Deletes every message to or from the number (both directions), their "
+        "status events and stored Idempotency-Key answers naming it. Its opt-out is kept, so "
+        "the number cannot be texted again by mistake. Repeating the call erases nothing more.",
+        parameters=[number],
     )
 
 
@@ -539,12 +575,28 @@ def _event_paths() -> dict[str, Schema]:
     }
 
 
+def _index() -> Schema:
+    links = _json("Links to the docs page, this document and the health check.", _ref("Index"))
+    return _operation("index", "Where to start", OPERATIONS, PUBLIC, {"200": links})
+
+
+def _docs() -> Schema:
+    page = {
+        "description": "Swagger UI over this document; its files are served by the app.",
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    }
+    return _operation(
+        "docs", "This document as an interactive page", OPERATIONS, PUBLIC, {"200": page}
+    )
+
+
 def paths() -> dict[str, Schema]:
     """Every route the app serves, by path and method."""
     return {
         "/send-sms": {"post": _send_sms()},
         "/messages": {"get": _list_messages()},
         "/messages/{identifier}": {"get": _get_message()},
+        "/numbers/{number}": {"delete": _erase_number()},
         "/webhooks/inbound": {
             "post": _webhook(
                 "inboundWebhook", "An inbound message from Vonage", "VonageInboundMessage"
@@ -557,6 +609,8 @@ def paths() -> dict[str, Schema]:
         "/health/ready": {"get": _health("ready", "Readiness: the database answers", ready=True)},
         "/metrics": {"get": _metrics()},
         "/openapi.json": {"get": _openapi()},
+        "/": {"get": _index()},
+        "/docs": {"get": _docs()},
         **_event_paths(),
     }
 

@@ -1,4 +1,4 @@
-"""Pure SMS rules: numbers, text clean-up, encoding and segments, keywords.
+"""Pure SMS rules: numbers, text clean-up, encoding and segments.
 
 Nothing here imports Flask; every function is deterministic and cheap.
 """
@@ -22,13 +22,14 @@ GSM7 = "GSM-7"
 UCS2 = "UCS-2"
 _LIMITS = {GSM7: (160, 153), UCS2: (70, 67)}
 
-OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
-OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP"})
-
-# An E.164 number as Vonage writes it (digits), and as callers may (an optional `+`).
+# What a caller may type around the digits: `+33 6 12-34.56 (78)`, `0033…`.
+_SEPARATORS = re.compile(r"[ \u00a0().\-]")
+_DIGITS = re.compile(r"(\+|00)?[1-9][0-9]{6,16}")
+# An E.164 number as Vonage writes it and the service stores and answers it (digits).
 E164_DIGITS = r"[1-9][0-9]{6,14}"
-E164_PATTERN = r"\+?" + E164_DIGITS
-_E164 = re.compile(E164_PATTERN)
+# What a caller may write as `to`: `+33 6 12 34 56 78`, `0033…`, `+1 (415) 555-0100`.
+NUMBER_INPUT_PATTERN = r"(\+|00)?[1-9][0-9 ().\u00a0-]{6,40}"
+NUMBER_HINT = "a phone number in international form, such as +14155550100"
 
 
 class InvalidNumber(ValueError):
@@ -36,21 +37,59 @@ class InvalidNumber(ValueError):
 
 
 def normalize_number(raw: str) -> str:
-    """A valid E.164 number as Vonage wants it: digits only, no `+`.
+    """A valid number in canonical E.164 form as Vonage wants it: digits only, no `+`.
 
-    Accepts `+14155550100` or `14155550100`; rejects anything else, including
-    numbers that are well formed but not valid for their country.
+    Accepts `+14155550100`, `14155550100`, `0014155550100`, spaces, dashes, dots
+    and parentheses, and a national trunk 0 kept after the country code
+    (`+33 06 12 34 56 78`); rejects anything phonenumbers does not consider a
+    valid number for its country. Every way of writing one number gives the
+    same digits, so opt-outs, history and idempotency compare like with like.
     """
-    if not isinstance(raw, str) or not _E164.fullmatch(raw):
-        raise InvalidNumber("must be an E.164 number such as +14155550100")
-    digits = raw.removeprefix("+")
+    if not isinstance(raw, str):
+        raise InvalidNumber(f"must be {NUMBER_HINT}")
+    compact = _SEPARATORS.sub("", unicodedata.normalize("NFKC", raw.strip(" \u00a0")))
+    if not _DIGITS.fullmatch(compact):
+        raise InvalidNumber(f"must be {NUMBER_HINT}")
+    digits = compact.removeprefix("+") if compact.startswith("+") else compact
+    digits = digits.removeprefix("00") if compact.startswith("00") else digits
     try:
         parsed = phonenumbers.parse("+" + digits)
     except phonenumbers.NumberParseException as error:
-        raise InvalidNumber("is not a valid phone number") from error
+        raise InvalidNumber(f"is not a valid number; it must be {NUMBER_HINT}") from error
     if not phonenumbers.is_valid_number(parsed):
-        raise InvalidNumber("is not a valid phone number")
-    return digits
+        raise InvalidNumber(f"is not a valid number; it must be {NUMBER_HINT}")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)[1:]
+
+
+MAX_ADDRESS = 32
+_NUMERIC = re.compile(r"\+?[0-9]+")
+
+
+def canonical_address(raw: str) -> str:
+    """A sender or recipient as stored: canonical digits for a valid phone number.
+
+    Short codes, numbers phonenumbers does not know (Vonage's example ranges)
+    and alphanumeric sender IDs are kept as given, less a leading `+` and the
+    separators of a purely numeric value.
+    """
+    try:
+        return normalize_number(raw)
+    except InvalidNumber:
+        pass
+    stripped = raw.strip()
+    compact = _SEPARATORS.sub("", stripped)
+    if _NUMERIC.fullmatch(compact):
+        return compact.removeprefix("+")
+    return stripped
+
+
+def is_storable_text(value: str) -> bool:
+    """False for a string with a lone surrogate (JSON allows `"\\ud800"`; UTF-8 does not)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def mask_number(number: str | None) -> str:
@@ -64,11 +103,25 @@ def mask_number(number: str | None) -> str:
 def clean_text(raw: str) -> str:
     """NFC-normalised text without control characters; newlines kept.
 
-    `\\r\\n` and lone `\\r` become `\\n`; surrounding whitespace is trimmed.
+    `\\r\\n` and lone `\\r` become `\\n`; surrounding whitespace is trimmed. A
+    text of nothing but whitespace and invisible characters (zero-width spaces,
+    joiners, BOMs, fillers) is empty; inside a text they stay (emoji need joiners).
     """
     text = raw.replace("\r\n", "\n").replace("\r", "\n")
     kept = "".join(ch for ch in text if ch == "\n" or unicodedata.category(ch) != "Cc")
-    return unicodedata.normalize("NFC", kept).strip()
+    text = unicodedata.normalize("NFC", kept).strip()
+    return "" if all(_invisible(ch) for ch in text) else text
+
+
+# Characters that show nothing even alone: fillers and variation selectors.
+_BLANKS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e") | {
+    chr(code) for code in range(0xFE00, 0xFE10)
+}
+
+
+def _invisible(ch: str) -> bool:
+    """Whitespace, format characters (zero-width space, joiners, BOM) and blanks."""
+    return ch.isspace() or ch in _BLANKS or unicodedata.category(ch) == "Cf"
 
 
 @dataclass(frozen=True)
@@ -104,13 +157,3 @@ def segment(text: str) -> Segmentation:
             used = 0
         used += size
     return Segmentation(encoding, segments)
-
-
-def keyword(text: str | None) -> str | None:
-    """`"opt_out"`, `"opt_in"` or None for an inbound message's text."""
-    word = (text or "").strip().upper()
-    if word in OPT_OUT_KEYWORDS:
-        return "opt_out"
-    if word in OPT_IN_KEYWORDS:
-        return "opt_in"
-    return None

@@ -123,10 +123,13 @@ class _SingleShotHttpClient(HttpClient):
         timeouts: tuple[float, float],
         *,
         signing_key,
+        ca_bundle: str = "",
     ):
         super().__init__(auth, options)
         self._timeouts = timeouts
         self._signing_key = signing_key
+        # True leaves the choice to requests (REQUESTS_CA_BUNDLE, else certifi).
+        self._verify: str | bool = ca_bundle or True
         adapter = requests.adapters.HTTPAdapter(
             pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0
         )
@@ -153,6 +156,7 @@ class _SingleShotHttpClient(HttpClient):
             headers=headers,
             json=params,
             timeout=self._timeouts,
+            verify=self._verify,
         ) as response:
             answer = self._parse_response(response)
             uuid_ = answer.get("message_uuid") if isinstance(answer, dict) else None
@@ -186,15 +190,20 @@ class VonageClient:
         private_key: str,
         api_host: str,
         timeout: float,
+        ca_bundle: str = "",
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.timeout = timeout
+        self.api_host = api_host
         self._sleep = sleep
         key = load_private_key(private_key)
         auth = Auth(application_id=application_id, private_key=pkcs8_pem(key))
         options = HttpClientOptions(api_host=api_host, max_retries=0)
         connect = min(CONNECT_TIMEOUT_SECONDS, timeout)
-        http = _SingleShotHttpClient(auth, options, (connect, timeout), signing_key=key)
+        http = _SingleShotHttpClient(
+            auth, options, (connect, timeout), signing_key=key, ca_bundle=ca_bundle
+        )
+        self._ca_bundle = ca_bundle
         self._messages = Messages(http)
 
     def send_sms(
@@ -222,8 +231,17 @@ class VonageClient:
                 with attempt:
                     response = self._send_once(message)
         except _Transient as transient:
-            raise transient.cause from None
+            raise self._naming_host(transient.cause) from None
+        except VonageError as error:
+            raise self._naming_host(error) from None
         return SentMessage(response.message_uuid, retrying.statistics.get("attempt_number", 1))
+
+    def _naming_host(self, error: VonageError) -> VonageError:
+        """The error with the host it came from: a send that reached the real API
+        when the simulator was meant (or the reverse) says so."""
+        error.detail = f"{error.detail} (Vonage host: {self.api_host})"
+        error.args = (error.detail,)
+        return error
 
     def _send_once(self, message: Sms):
         try:
@@ -234,6 +252,11 @@ class VonageClient:
             raise VonageFailed(str(error), status_code=error.status_code) from None
         except requests.RequestException as error:
             raise _from_transport_error(error) from None
+        except OSError:
+            # requests could not read the CA bundle; nothing was sent.
+            raise VonageUnavailable(
+                f"the CA bundle {self._ca_bundle or '(REQUESTS_CA_BUNDLE)'} cannot be read"
+            ) from None
 
 
 def _from_http_error(response: requests.Response) -> Exception:
@@ -321,6 +344,7 @@ def build_client(settings) -> VonageClient | None:
             private_key=private_key,
             api_host=settings.vonage_api_host,
             timeout=settings.vonage_timeout_seconds,
+            ca_bundle=settings.vonage_ca_bundle,
         )
     except (ValueError, TypeError):
         raise ConfigError("the Vonage private key is not a valid unencrypted PEM key") from None

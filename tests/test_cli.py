@@ -5,10 +5,14 @@ from __future__ import annotations
 import base64
 import json
 
+import click
 import pytest
 import responses
 from responses import matchers
 
+from app.store import migrate as migrations
+from app.store.engine import build_engine
+from app.webhooks.payloads import inbound_payload, status_payload
 from app.webhooks.signature import verify
 from tests.conftest import MESSAGES_URL, SIGNATURE_SECRET, VONAGE_NUMBER, count_rows
 
@@ -267,3 +271,155 @@ def test_set_webhooks_reports_an_api_refusal_and_puts_nothing(account_runner):
         assert [call.request.method for call in mock.calls] == ["GET"]
     assert result.exit_code == 1
     assert "the Application API call failed" in result.output
+
+
+# send-sms --wait, messages list|show, migrate, and --help defaults.
+
+SENT_UUID = "bbbbbbbb-0000-4000-8000-00000000000a"
+
+
+@pytest.fixture
+def receipts(monkeypatch, signed_webhook):
+    """While `send-sms --wait` polls, deliver the given status webhooks to the app, one per poll."""
+
+    def deliver(*statuses: str, error_code: int | None = None) -> list[float]:
+        pending = list(statuses)
+        polls: list[float] = []
+
+        def next_receipt(seconds: float) -> None:
+            polls.append(seconds)
+            if pending:
+                payload = status_payload(
+                    message_uuid=SENT_UUID,
+                    status=pending.pop(0),
+                    to="14155550100",
+                    sender=VONAGE_NUMBER,
+                    error_code=error_code,
+                )
+                assert signed_webhook("/webhooks/status", payload).status_code == 200
+
+        monkeypatch.setattr("app.cli._sleep", next_receipt)
+        return polls
+
+    return deliver
+
+
+def test_send_sms_wait_follows_the_status_until_delivered(app, runner, vonage_api, receipts):
+    vonage_api.post(MESSAGES_URL, json={"message_uuid": SENT_UUID}, status=202)
+    polls = receipts("submitted", "delivered")
+
+    result = runner.invoke(args=["send-sms", "--to", "+14155550100", "--text", "Hi", "--wait"])
+
+    assert result.exit_code == 0, result.output
+    message = json.loads(result.stdout)
+    assert (message["message_uuid"], message["status"]) == (SENT_UUID, "delivered")
+    assert [event["status"] for event in message["events"]] == ["submitted", "delivered"]
+    assert "status: delivered" in result.stderr
+    assert len(polls) == 2
+
+
+def test_send_sms_wait_fails_when_the_message_is_rejected(runner, vonage_api, receipts):
+    vonage_api.post(MESSAGES_URL, json={"message_uuid": SENT_UUID}, status=202)
+    receipts("rejected", error_code=1250)
+
+    result = runner.invoke(args=["send-sms", "--to", "+14155550100", "--text", "Hi", "--wait"])
+
+    assert result.exit_code == 1
+    message = json.loads(result.stdout)
+    assert message["status"] == "rejected"
+    assert message["error"]["title"] == "1250"
+
+
+def test_send_sms_wait_gives_up_after_the_timeout(runner, vonage_api, receipts):
+    vonage_api.post(MESSAGES_URL, json={"message_uuid": SENT_UUID}, status=202)
+    polls = receipts()
+
+    result = runner.invoke(
+        args=["send-sms", "--to", "+14155550100", "--text", "Hi", "--wait", "--timeout", "0"]
+    )
+
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["status"] == "submitted"
+    assert "still submitted after 0 s" in result.stderr
+    assert polls == []
+
+
+def test_messages_list_shows_the_newest_first_and_filters(app, runner, vonage_api, signed_webhook):
+    vonage_api.post(MESSAGES_URL, json={"message_uuid": SENT_UUID}, status=202)
+    runner.invoke(args=["send-sms", "--to", "+14155550100", "--text", "First out"])
+    inbound = inbound_payload(sender="14155550123", recipient=VONAGE_NUMBER, text="A reply")
+    assert signed_webhook("/webhooks/inbound", inbound).status_code == 200
+
+    everything = runner.invoke(args=["messages", "list"])
+    inbound_only = runner.invoke(args=["messages", "list", "--direction", "inbound"])
+    by_number = runner.invoke(args=["messages", "list", "--number", "+14155550100", "--json"])
+
+    assert everything.exit_code == 0, everything.output
+    newest, oldest = everything.stdout.splitlines()
+    assert "<- 14155550123" in newest and "received" in newest and "A reply" in newest
+    assert "-> 14155550100" in oldest and "submitted" in oldest and "First out" in oldest
+    assert len(inbound_only.stdout.splitlines()) == 1
+    (line,) = by_number.stdout.splitlines()
+    assert json.loads(line)["message_uuid"] == SENT_UUID
+
+
+def test_messages_list_refuses_a_bad_number(runner):
+    result = runner.invoke(args=["messages", "list", "--number", "12"])
+
+    assert result.exit_code == 2
+    assert "--number" in result.output
+
+
+def test_messages_show_prints_the_message_with_its_events(runner, vonage_api, signed_webhook):
+    vonage_api.post(MESSAGES_URL, json={"message_uuid": SENT_UUID}, status=202)
+    sent = json.loads(
+        runner.invoke(args=["send-sms", "--to", "+14155550100", "--text", "Hi"]).stdout
+    )
+    payload = status_payload(
+        message_uuid=SENT_UUID, status="delivered", to="14155550100", sender=VONAGE_NUMBER
+    )
+    assert signed_webhook("/webhooks/status", payload).status_code == 200
+
+    by_id = runner.invoke(args=["messages", "show", sent["id"]])
+    by_uuid = runner.invoke(args=["messages", "show", SENT_UUID])
+
+    assert by_id.exit_code == 0, by_id.output
+    assert json.loads(by_id.stdout) == json.loads(by_uuid.stdout)
+    shown = json.loads(by_id.stdout)
+    assert shown["status"] == "delivered"
+    assert [event["status"] for event in shown["events"]] == ["delivered"]
+
+
+def test_messages_show_of_an_unknown_id_fails(runner):
+    result = runner.invoke(args=["messages", "show", "nope"])
+
+    assert result.exit_code == 1
+    assert "no message" in result.output
+
+
+def test_migrate_reports_the_revision_it_reached(make_app, tmp_path):
+    runner = make_app(DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.db'}").test_cli_runner()
+
+    to_base = runner.invoke(args=["migrate", "--revision", "base"])
+    to_head = runner.invoke(args=["migrate"])
+    again = runner.invoke(args=["migrate", "--revision", "base"])
+
+    assert to_base.stdout == "database already at base (empty); nothing to do\n"
+    head = migrations.head_revision(build_engine("sqlite://"))
+    assert to_head.stdout == f"database upgraded from base (empty) to {head} (head)\n"
+    assert again.stdout == f"database already at {head} (head); nothing to do\n"
+
+
+def test_every_option_of_every_command_shows_its_default_in_help(app, runner):
+    def commands(group, path):
+        for name, command in group.commands.items():
+            yield [*path, name], command
+            if isinstance(command, click.Group):
+                yield from commands(command, [*path, name])
+
+    for path, command in commands(app.cli, []):
+        help_text = " ".join(runner.invoke(args=[*path, "--help"]).output.split())
+        for option in command.params:
+            if isinstance(option, click.Option) and isinstance(option.default, str | int | float):
+                assert "[default:" in help_text, (path, option.name)
+                assert f"default: {option.default}" in help_text, (path, option.name)

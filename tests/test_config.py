@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 
 from app import create_app
@@ -118,3 +120,40 @@ def test_bad_event_settings_are_refused_by_name(name, value):
     with pytest.raises(ConfigError) as error:
         load_settings({name: value}, environ={})
     assert name in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("app_env", "terminal", "expected"),
+    [("development", True, "text"), ("development", False, "json"), ("production", True, "json")],
+)
+def test_log_format_defaults_to_text_only_for_a_person_in_development(
+    monkeypatch, make_settings, app_env, terminal, expected
+):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: terminal)
+
+    assert make_settings(APP_ENV=app_env).log_format == expected
+
+
+def test_a_log_format_that_is_set_wins_over_the_default(monkeypatch):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+
+    assert load_settings({"LOG_FORMAT": "json"}, environ={}).log_format == "json"
+
+
+def test_config_error_lists_each_problem():
+    with pytest.raises(ConfigError) as error:
+        load_settings({"PORT": "x", "LOG_FORMAT": "xml", "SMS_MAX_LENGTH": "9999"}, environ={})
+
+    assert len(error.value.problems) == 3
+    assert str(error.value) == "; ".join(error.value.problems)
+
+
+def test_production_refuses_a_ca_bundle_that_is_not_a_file(make_settings, tmp_path):
+    with pytest.raises(ConfigError, match="VONAGE_CA_BUNDLE"):
+        make_settings(APP_ENV="production", VONAGE_CA_BUNDLE=str(tmp_path / "missing.pem"))
+
+
+def test_development_accepts_a_ca_bundle_the_simulator_has_not_written_yet(make_settings):
+    settings = make_settings(VONAGE_CA_BUNDLE="instance/simulator/cert.pem")
+
+    assert settings.vonage_ca_bundle == "instance/simulator/cert.pem"

@@ -37,7 +37,7 @@ def subscribe(client, url, **fields):
     return response.get_json()
 
 
-def reply_from(client, signed_webhook, text_body="Yes", sender=ALICE):
+def reply_from(client, signed_webhook, text_body="Sounds good", sender=ALICE):
     response = signed_webhook("/webhooks/inbound", inbound_payload(text_body, sender=sender))
     assert response.status_code == 200
 

@@ -2,10 +2,12 @@
 
 import json
 import logging
+import re
 import uuid
 
 import requests
 
+from app.observability import TextFormatter
 from tests.conftest import API_KEY, MESSAGES_URL, SIGNATURE_SECRET
 
 
@@ -94,3 +96,42 @@ def test_an_unexpected_error_is_logged_once_with_its_trace(app, caplog, monkeypa
     traced = [record for record in caplog.records if record.exc_info]
     assert len(traced) == 1
     assert "boom" in str(traced[0].exc_info[1])
+
+
+TEXT_LINE = re.compile(
+    r"^(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d) (?P<level>\w+) +"
+    r"(?P<logger>[\w.]+) \[(?P<request_id>[^\]]+)\] (?P<message>.*)$"
+)
+
+
+def test_text_lines_show_the_request_and_its_fields(make_app, vonage_api, capfd):
+    app = make_app(LOG_FORMAT="text")
+    vonage_api.post(MESSAGES_URL, json={"message_uuid": str(uuid.uuid4())}, status=202)
+
+    app.test_client().post(
+        "/send-sms",
+        json={"to": "+14155550100", "text": "pancakes"},
+        headers={"Authorization": f"Bearer {API_KEY}", "X-Request-ID": "req-text-1"},
+    )
+
+    lines = [line for line in capfd.readouterr().err.splitlines() if "app.access" in line]
+    (line,) = lines
+    parsed = TEXT_LINE.match(line)
+    assert parsed, line
+    assert parsed["request_id"] == "req-text-1"
+    assert re.match(r"POST /send-sms 202 [\d.]+ms  ", parsed["message"])
+    fields = dict(item.split("=", 1) for item in parsed["message"].split("  ", 1)[1].split())
+    assert fields["to"] == "*******0100"
+    assert {"message_id", "attempts"} <= set(fields)
+    assert "14155550100" not in line and "pancakes" not in line and API_KEY not in line
+
+
+def test_text_lines_for_other_events_keep_their_fields():
+    record = logging.LogRecord("app.x", logging.WARNING, __file__, 1, "retrying", None, None)
+    record.request_id = "-"
+    record.attempt = 2
+    record.reason = "Vonage answered 503"
+
+    line = TextFormatter().format(record)
+
+    assert TEXT_LINE.match(line)["message"] == 'retrying  attempt=2 reason="Vonage answered 503"'

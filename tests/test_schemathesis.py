@@ -30,7 +30,7 @@ from app.openapi import build_spec
 from tests.conftest import MESSAGES_URL, auth_headers
 
 WEBHOOK_PATHS = {"/webhooks/inbound", "/webhooks/status"}
-PUBLIC_PATHS = {"/health", "/health/ready", "/metrics", "/openapi.json"}
+PUBLIC_PATHS = {"/", "/docs", "/health", "/health/ready", "/metrics", "/openapi.json"}
 
 
 @pytest.fixture

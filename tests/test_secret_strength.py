@@ -21,7 +21,7 @@ SECRET_SETTINGS = (
     "METRICS_TOKEN",
 )
 _ASSIGNMENT = re.compile(rf"\b({'|'.join(SECRET_SETTINGS)})=([^\s'\"`)]+)")
-_BEARER = re.compile(r"Bearer ([^\s'\"`<>)]+)")
+_BEARER = re.compile(r"Bearer (?!\$)([^\s'\"`<>)]+)")  # not a shell variable ($KEY)
 
 
 def production(tmp_path, **overrides) -> dict:

@@ -14,6 +14,8 @@ from tests.conftest import API_KEY, count_rows
 from tests.test_send_sms import TO, accepted, stored_message
 
 PAYLOAD = {"to": TO, "text": "Hi"}
+# What an Idempotency-Key is tied to: the request in canonical form.
+CANONICAL = {"to": TO.removeprefix("+"), "text": "Hi", "client_ref": None}
 
 
 def abandoned_send(app, key: str, *, vonage_called: bool, daily_count: int = 1) -> str:
@@ -22,7 +24,7 @@ def abandoned_send(app, key: str, *, vonage_called: bool, daily_count: int = 1) 
     long_ago = utcnow() - timedelta(minutes=5)
     with app.extensions["db"].begin() as connection:
         guards.claim_idempotency_key(
-            connection, fingerprint(API_KEY), key, request_hash(PAYLOAD), timedelta(seconds=1)
+            connection, fingerprint(API_KEY), key, request_hash(CANONICAL), timedelta(seconds=1)
         )
         connection.execute(
             text(
@@ -62,7 +64,7 @@ def test_a_replay_says_it_is_one(send, vonage_api):
 def test_a_key_in_flight_within_its_hold_is_409(app, send, vonage_api):
     with app.extensions["db"].begin() as connection:
         guards.claim_idempotency_key(
-            connection, fingerprint(API_KEY), "busy", request_hash(PAYLOAD), timedelta(hours=1)
+            connection, fingerprint(API_KEY), "busy", request_hash(CANONICAL), timedelta(hours=1)
         )
     response = send(PAYLOAD, headers={"Idempotency-Key": "busy"})
     assert response.status_code == 409

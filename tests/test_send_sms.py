@@ -246,7 +246,10 @@ def test_vonage_not_configured_is_503_and_stores_nothing(make_app, vonage_api):
         ({"text": "Hi"}, "to"),
         ({"to": TO}, "text"),
         ({"to": 14155550100, "text": "Hi"}, "to"),
-        ({"to": "+1 415 555 0100", "text": "Hi"}, "to"),
+        ({"to": "+1 415 555 0100 x12", "text": "Hi"}, "to"),
+        ({"to": TO, "text": "\u200b\u200d\ufeff"}, "text"),
+        ({"to": TO, "text": "Hi \ud800"}, "text"),
+        ({"to": TO, "text": "Hi", "client_ref": "\udfff"}, "client_ref"),
         ({"to": "+999123456789", "text": "Hi"}, "to"),
         ({"to": "not a number", "text": "Hi"}, "to"),
         ({"to": TO, "text": ""}, "text"),
@@ -415,9 +418,10 @@ def test_idempotency_key_in_flight_is_409(app, send, vonage_api):
     from app.store import guards
 
     payload = {"to": TO, "text": "Hi"}
+    canonical = {"to": TO.removeprefix("+"), "text": "Hi", "client_ref": None}
     with app.extensions["db"].begin() as connection:
         guards.claim_idempotency_key(
-            connection, fingerprint(API_KEY), "busy", request_hash(payload)
+            connection, fingerprint(API_KEY), "busy", request_hash(canonical)
         )
 
     response = send(payload, headers={"Idempotency-Key": "busy"})

@@ -5,17 +5,20 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 import time
 import uuid
 
 import jwt
 import pytest
+import requests
 import responses
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from vonage import Auth
 
+from app.simulator.__main__ import main
 from app.simulator.server import SimConfig, create_simulator
 from app.simulator.state import Faults, InvalidFaults, SimState
 from app.simulator.tls import ensure_certificate
@@ -516,3 +519,100 @@ def test_inbound_control_refuses_what_vonage_never_sends(simulator, app_webhooks
 
     assert response.status_code == 400
     assert len(app_webhooks.calls) == 0
+
+
+# `python -m app.simulator fault|release|sent|inbound`: the running simulator's
+# controls without curl. Each command's HTTPS call is carried by `responses` to
+# the simulator app above, so a test sees the state the command changed.
+
+SIM_URL = re.compile(r"https://127\.0\.0\.1:8443/_sim/.*")
+
+
+@pytest.fixture
+def controls(simulator, app_webhooks):
+    """Route the commands' calls to the simulator's test client."""
+
+    def forward(request):
+        path = request.path_url
+        body = json.loads(request.body) if request.body else None
+        answer = simulator.open(path, method=request.method, json=body)
+        return answer.status_code, {}, answer.get_data()
+
+    for method in ("GET", "POST", "DELETE"):
+        app_webhooks.add_callback(
+            method, SIM_URL, callback=forward, content_type="application/json"
+        )
+    return app_webhooks
+
+
+def test_fault_sets_the_next_sends_faults(controls, state, capsys):
+    code = main(["fault", "--status", "503", "--retry-after", "2", "--times", "1"])
+
+    assert code == 0
+    assert state.faults() == Faults(status=503, retry_after=2, times=1)
+    assert json.loads(capsys.readouterr().out)["status"] == 503
+
+
+def test_fault_clear_removes_every_fault(controls, state):
+    state.set_faults(Faults(latency_ms=200))
+
+    assert main(["fault", "--clear"]) == 0
+    assert state.faults() == Faults()
+
+
+def test_fault_show_prints_the_faults_in_force(controls, state, capsys):
+    state.set_faults(Faults(hang_seconds=3))
+
+    assert main(["fault", "--show"]) == 0
+    assert json.loads(capsys.readouterr().out)["hang_seconds"] == 3
+
+
+def test_an_invalid_fault_fails_with_the_simulators_reason(controls, state, capsys):
+    code = main(["fault", "--status", "200"])
+
+    assert code == 1
+    assert "status" in capsys.readouterr().out
+    assert state.faults() == Faults()
+
+
+def test_inbound_delivers_a_signed_inbound_sms_to_the_app(controls, capsys):
+    code = main(["inbound", "--from", "14155550100", "--text", "STOP"])
+
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["response_status"] == 200
+    delivered = [c for c in controls.calls if c.request.url == f"{WEBHOOK_BASE}/webhooks/inbound"]
+    assert json.loads(delivered[0].request.body)["text"] == "STOP"
+
+
+def test_sent_lists_every_send_the_simulator_answered(controls, simulator, bearer, capsys):
+    simulator.post("/v1/messages", json=SMS, headers={"Authorization": bearer})
+
+    assert main(["sent"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert " 202 to=14155550100 message_uuid=" in line
+
+
+def test_release_lets_held_sends_go(controls, state, capsys):
+    assert main(["release"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"status": "released"}
+
+
+def test_a_simulator_that_is_not_running_is_named_with_how_to_start_it(capsys):
+    with pytest.MonkeyPatch.context() as patch:
+
+        def refuse(*args, **kwargs):
+            raise requests.ConnectionError("connection refused")
+
+        patch.setattr(requests, "request", refuse)
+        code = main(["fault", "--status", "503"])
+
+    assert code == 2
+    assert "python -m app.simulator" in capsys.readouterr().err
+
+
+def test_every_option_shows_its_default_in_help(capsys):
+    for command in ("fault", "inbound", "sent", "release"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "(default: 8443)" in capsys.readouterr().out

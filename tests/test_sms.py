@@ -4,8 +4,8 @@ from app.sms import (
     GSM7,
     UCS2,
     InvalidNumber,
+    canonical_address,
     clean_text,
-    keyword,
     mask_number,
     normalize_number,
     segment,
@@ -59,14 +59,51 @@ def test_valid_numbers_become_digits(raw):
 
 
 @pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("+330612345678", "33612345678"),
+        ("330612345678", "33612345678"),
+        ("+33 06 12 34 56 78", "33612345678"),
+        ("0033 6 12 34 56 78", "33612345678"),
+        ("00330612345678", "33612345678"),
+        ("+1 (415) 555-0100", "14155550100"),
+        ("+1.415.555.0100", "14155550100"),
+        ("+1\u00a0415\u00a0555\u00a00100", "14155550100"),
+        ("+4909001234567", "499001234567"),
+        ("+44 (0) 20 7183 8750", "442071838750"),
+        # Italy's leading zero belongs to the number: it stays.
+        ("+39 06 1234 5678", "390612345678"),
+    ],
+)
+def test_every_way_of_writing_a_number_gives_one_canonical_form(raw, canonical):
+    assert normalize_number(raw) == canonical
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [
+        ("+14155550100", "14155550100"),
+        ("330612345678", "33612345678"),
+        ("447700900000", "447700900000"),  # Vonage's example range: not valid, kept
+        ("+447700900000", "447700900000"),
+        ("22395", "22395"),  # a short code
+        ("MyBrand", "MyBrand"),  # an alphanumeric sender ID
+    ],
+)
+def test_canonical_address_canonicalises_phone_numbers_and_keeps_other_senders(raw, stored):
+    assert canonical_address(raw) == stored
+
+
+@pytest.mark.parametrize(
     "raw",
     [
         "",
         "+",
         "abc",
-        "+1 415 555 0100",
-        "+1-415-555-0100",
-        "0014155550100",
+        "+1 415 555 0100 x12",
+        "++14155550100",
+        "+0014155550100",
+        "000014155550100",
         "+1415555",
         "+999123456789",
         "+1234567890123456",
@@ -92,25 +129,15 @@ def test_clean_text_of_only_controls_is_empty():
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("STOP", "opt_out"),
-        ("  stop ", "opt_out"),
-        ("StopAll", "opt_out"),
-        ("unsubscribe", "opt_out"),
-        ("cancel", "opt_out"),
-        ("END", "opt_out"),
-        ("quit", "opt_out"),
-        ("start", "opt_in"),
-        ("UNSTOP", "opt_in"),
-        ("stop it", None),
-        ("Start time?", None),
-        ("", None),
-        (None, None),
-    ],
+    "raw", ["\u200b", "\u200b\u200c\u200d\u2060\ufeff", " \u200b \n\u3164\u2800 ", "\ufe0f"]
 )
-def test_keywords(text, expected):
-    assert keyword(text) == expected
+def test_clean_text_of_only_invisible_characters_is_empty(raw):
+    assert clean_text(raw) == ""
+
+
+def test_clean_text_keeps_joiners_inside_a_text():
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+    assert clean_text(f" {family} ") == family
 
 
 def test_mask_number_keeps_only_last_four():

@@ -107,7 +107,7 @@ def test_4xx_is_a_rejection_never_retried(client, status):
     responses.post(URL, status=status, json={"title": "Nope", "detail": "because"})
     with pytest.raises(VonageRejected) as error:
         send(client)
-    assert error.value.detail == "Nope: because"
+    assert error.value.detail == "Nope: because (Vonage host: api-eu.vonage.com)"
     assert len(responses.calls) == 1
 
 
@@ -136,3 +136,38 @@ def test_2xx_without_a_message_uuid_is_maybe_sent_never_retried(client, body):
         send(client)
     assert error.value.maybe_sent is True
     assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_ca_bundle_setting_is_what_the_host_is_checked_against(private_key_pem, tmp_path):
+    """VONAGE_CA_BUNDLE wins over REQUESTS_CA_BUNDLE, which many systems set."""
+    bundle = tmp_path / "simulator-cert.pem"
+    responses.post(URL, json={"message_uuid": "uuid-1"}, status=202)
+    vonage = VonageClient(
+        application_id="app-id",
+        private_key=private_key_pem,
+        api_host="api-eu.vonage.com",
+        timeout=2,
+        ca_bundle=str(bundle),
+    )
+
+    send(vonage)
+
+    assert responses.calls[0].request.req_kwargs["verify"] == str(bundle)
+
+
+def test_an_unreadable_ca_bundle_is_unavailable_naming_it(private_key_pem, tmp_path):
+    missing = tmp_path / "missing.pem"
+    vonage = VonageClient(
+        application_id="app-id",
+        private_key=private_key_pem,
+        api_host="127.0.0.1:9",
+        timeout=2,
+        ca_bundle=str(missing),
+    )
+
+    with pytest.raises(VonageUnavailable) as error:
+        send(vonage)
+
+    assert str(missing) in error.value.detail
+    assert "127.0.0.1:9" in error.value.detail

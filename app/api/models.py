@@ -18,7 +18,8 @@ from pydantic.json_schema import SkipJsonSchema, models_json_schema
 from app.api.history import DIRECTIONS, MAX_LIMIT
 from app.api.schemas import MAX_CLIENT_REF
 from app.channels import CHANNELS
-from app.sms import E164_DIGITS, E164_PATTERN, GSM7, UCS2
+from app.errors import MAX_ERRORS
+from app.sms import E164_DIGITS, GSM7, NUMBER_INPUT_PATTERN, UCS2
 from app.status import MESSAGE_STATUSES, UNRECOGNISED
 from app.webhooks.events import MAX_ID
 
@@ -70,7 +71,12 @@ class Problem(_Body):
     status: int = Field(ge=400, le=599, description="The HTTP status code of the answer.")
     detail: str | Omittable = None
     errors: list[FieldError] | Omittable = Field(
-        None, description="Each invalid field; only for `validation` problems."
+        None,
+        max_length=MAX_ERRORS,
+        description=f"Each invalid field, at most {MAX_ERRORS}; only for `validation` problems.",
+    )
+    errors_omitted: int | Omittable = Field(
+        None, ge=1, description="How many more invalid fields `errors` leaves out."
     )
     id: str | Omittable = Field(
         None,
@@ -91,8 +97,11 @@ class SendRequest(_Body):
     model_config = ConfigDict(extra="forbid")
 
     to: str = Field(
-        pattern=f"^{E164_PATTERN}$",
-        description="A valid E.164 number, with or without the `+`.",
+        pattern=f"^{NUMBER_INPUT_PATTERN}$",
+        description="A valid phone number in international form: `+14155550100`, "
+        "`14155550100` or `0014155550100`, spaces, dashes, dots and parentheses allowed, a "
+        "trunk 0 after the country code ignored. Sent, stored, answered and compared (opt-outs, "
+        "history, Idempotency-Key) in one canonical E.164 form: digits, no `+`.",
     )
     text: str = Field(
         min_length=1,
@@ -193,6 +202,20 @@ class MessagePage(_Body):
     )
 
 
+class Erasure(_Body):
+    """What `DELETE /numbers/<number>` erased. The opt-out is kept, never erased."""
+
+    number: str = Field(description="The number as stored (canonical E.164 digits for a phone).")
+    messages_erased: int = Field(ge=0, description="Messages to or from it, both directions.")
+    events_erased: int = Field(ge=0, description="Their status events.")
+    idempotency_keys_erased: int = Field(ge=0, description="Stored answers naming it.")
+    outbox_events_erased: int = Field(
+        ge=0, description="Events for client services (and their deliveries) naming it."
+    )
+    dead_letters_erased: int = Field(ge=0, description="Raw uninterpretable webhooks naming it.")
+    opt_out_kept: bool = Field(description="The number had opted out, and still has.")
+
+
 class WebhookAck(_Body):
     status: Literal["ok"]
     duplicate: bool = Field(description="Already stored; nothing new.")
@@ -206,6 +229,17 @@ class WebhookAck(_Body):
 class Health(_Body):
     status: Literal["ok"]
     database: Literal["ok"] | Omittable = None
+
+
+class IndexLinks(_Body):
+    docs: str = Field(description="The interactive API page.")
+    openapi: str = Field(description="This document.")
+    health: str = Field(description="The liveness check.")
+
+
+class Index(_Body):
+    service: str
+    links: IndexLinks
 
 
 class VonageUsage(_Body):
@@ -277,8 +311,10 @@ COMPONENTS: tuple[type[BaseModel], ...] = (
     Message,
     MessageWithEvents,
     MessagePage,
+    Erasure,
     WebhookAck,
     Health,
+    Index,
     VonageInboundMessage,
     VonageStatusEvent,
 )

@@ -5,14 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from app import metrics, sending
-from app.api import history
+from app.api import erasure, history
 from app.api.auth import rate_limit_key, require_api_key, require_metrics_token
 from app.api.schemas import idempotency_key, json_object, parse_send
 from app.channels import CHANNELS
 from app.errors import Problem, validation_problem
 from app.events.backlog import BacklogCollector
 from app.extensions import engine, limiter, reading, settings
-from app.sms import InvalidNumber, normalize_number
+from app.sms import InvalidNumber
 from app.status import MESSAGE_STATUSES
 from app.store import messages as store
 
@@ -29,12 +29,18 @@ def send_sms():
     require_api_key()
     key = idempotency_key(request)
     body = json_object(request)
-    send_request = parse_send(body, settings().sms_max_length)
+    config = settings()
+    send_request = parse_send(
+        body,
+        config.sms_max_length,
+        config.send_sms_allowed_countries,
+        config.send_sms_blocked_countries,
+    )
     result = sending.send(
         send_request,
         owner=g.api_key_id,
         idempotency_key=key,
-        body_hash=sending.request_hash(body),
+        body_hash=sending.request_hash(send_request.canonical()),
         throttle=current_app.extensions["throttle"],
     )
     return jsonify(result.body), result.status, result.headers or {}
@@ -81,12 +87,13 @@ def _history_query(args):
         errors.append({"field": "channel", "message": f"must be one of {', '.join(CHANNELS)}"})
     status = args.get("status")
     if status is not None and status not in MESSAGE_STATUSES:
-        errors.append({"field": "status", "message": "is not a known status"})
+        errors.append(
+            {"field": "status", "message": "must be one of " + ", ".join(MESSAGE_STATUSES)}
+        )
     number = args.get("number")
     if number is not None:
         try:
-            # A "+" in a query string arrives as a space.
-            number = normalize_number(number.strip())
+            number = history.number_filter(number)
         except InvalidNumber as error:
             errors.append({"field": "number", "message": str(error)})
     limit = history.DEFAULT_LIMIT
@@ -109,6 +116,9 @@ def _history_query(args):
     cursor = args.get("cursor")
     after = history.decode_cursor(cursor) if cursor else None
     return store.MessageFilter(direction, number, status, channel), limit, after
+
+
+bp.add_url_rule("/numbers/<number>", view_func=erasure.erase_number, methods=["DELETE"])
 
 
 @bp.after_app_request

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Request
 
+from app.destinations import refusal
 from app.errors import Problem, validation_problem
-from app.sms import InvalidNumber, Segmentation, clean_text, normalize_number, segment
+from app.sms import (
+    InvalidNumber,
+    Segmentation,
+    clean_text,
+    is_storable_text,
+    normalize_number,
+    segment,
+)
 
 MAX_CLIENT_REF = 100
 MAX_IDEMPOTENCY_KEY = 255
 SEND_FIELDS = frozenset({"to", "text", "client_ref"})
+UNPAIRED_SURROGATE = "must be valid Unicode (it holds an unpaired surrogate such as \\ud800)"
 
 
 @dataclass(frozen=True)
@@ -22,6 +32,10 @@ class SendRequest:
     text: str
     client_ref: str | None
     segmentation: Segmentation
+
+    def canonical(self) -> dict[str, Any]:
+        """The request as sent, however it was written: what an Idempotency-Key is tied to."""
+        return {"to": self.to, "text": self.text, "client_ref": self.client_ref}
 
 
 JSON_MEDIA_TYPE = "application/json"
@@ -50,7 +64,13 @@ def json_object(request: Request) -> dict[str, Any]:
     return body
 
 
-def parse_send(body: dict[str, Any], max_length: int) -> SendRequest:
+def parse_send(
+    body: dict[str, Any],
+    max_length: int,
+    allowed_countries: Collection[str] = (),
+    blocked_countries: Collection[str] = (),
+) -> SendRequest:
+    """The request, or a 422: validation errors first, then a refused destination."""
     errors: list[dict[str, str]] = []
     for name in sorted(set(body) - SEND_FIELDS):
         errors.append({"field": name, "message": "is not a known field"})
@@ -73,10 +93,18 @@ def parse_send(body: dict[str, Any], max_length: int) -> SendRequest:
         errors.append({"field": "text", "message": "is required"})
     elif not isinstance(raw_text, str):
         errors.append({"field": "text", "message": "must be a string"})
+    elif not is_storable_text(raw_text):
+        errors.append({"field": "text", "message": UNPAIRED_SURROGATE})
     else:
         text = clean_text(raw_text)
         if not text:
-            errors.append({"field": "text", "message": "is empty"})
+            errors.append(
+                {
+                    "field": "text",
+                    "message": "is empty after clean-up (only spaces, control or invisible "
+                    "characters)",
+                }
+            )
         elif len(text) > max_length:
             errors.append(
                 {
@@ -92,10 +120,20 @@ def parse_send(body: dict[str, Any], max_length: int) -> SendRequest:
         errors.append({"field": "client_ref", "message": f"is longer than {MAX_CLIENT_REF}"})
     elif isinstance(client_ref, str) and "\x00" in client_ref:
         errors.append({"field": "client_ref", "message": "must not contain NUL"})
+    elif isinstance(client_ref, str) and not is_storable_text(client_ref):
+        errors.append({"field": "client_ref", "message": UNPAIRED_SURROGATE})
 
     if errors:
         raise validation_problem(errors)
+    refuse_destination(number, allowed_countries, blocked_countries)
     return SendRequest(number, text, client_ref, segment(text))
+
+
+def refuse_destination(number: str, allowed: Collection[str], blocked: Collection[str]) -> None:
+    """422 with its own problem type for a number the service does not send to."""
+    reason = refusal(number, allowed, blocked)
+    if reason is not None:
+        raise Problem(422, "Destination not allowed", type="destination-not-allowed", detail=reason)
 
 
 def idempotency_key(request: Request) -> str | None:

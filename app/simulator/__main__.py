@@ -1,4 +1,5 @@
-"""`python -m app.simulator [serve options]` or `python -m app.simulator inbound ...`."""
+"""`python -m app.simulator [serve options]`, or a command for a running simulator:
+`inbound`, `fault`, `release`, `sent` (each calls its `/_sim/` controls over TLS)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import requests
 from dotenv import load_dotenv
@@ -31,8 +33,9 @@ def serve_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app.simulator",
         description="A local Vonage Messages API for development and tests.",
-        epilog="Inject an inbound SMS into a running simulator: "
-        "python -m app.simulator inbound --from 14155550100 --text STOP",
+        epilog="Commands for a running simulator (each has --help): "
+        "inbound (deliver an inbound SMS), fault (inject faults), release, sent.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--port", type=int, default=int(_env("SIM_PORT", str(DEFAULT_PORT))))
     parser.add_argument(
@@ -103,14 +106,23 @@ def serve(argv: list[str]) -> None:
     print(
         f"Vonage simulator on https://{HOST}:{args.port} (application {args.application_id})\n"
         f"  webhooks -> {args.webhook_base.rstrip('/')}/webhooks/status and /webhooks/inbound\n"
-        "Point the app at it:\n"
-        f"  export REQUESTS_CA_BUNDLE={cert_path}\n"
-        f"  export VONAGE_API_HOST={HOST}:{args.port}\n"
-        "Send an inbound SMS to the app:\n"
-        f"  python -m app.simulator inbound --port {args.port} --from 14155550100 --text STOP",
+        "Point the app at it (in .env, or exported in every shell that runs the app):\n"
+        f"  VONAGE_API_HOST={HOST}:{args.port}\n"
+        f"  VONAGE_CA_BUNDLE={_shown(cert_path)}\n"
+        "Then, for example:\n"
+        f"  python -m app.simulator inbound --port {args.port} --from 14155550100 --text STOP\n"
+        f"  python -m app.simulator fault --port {args.port} --status 503 --times 1",
         flush=True,
     )
     _SimulatorServer(config, args.port, cert_path, key_path).run()
+
+
+def _shown(path: Path) -> Path:
+    """`path` relative to the working directory when it is under it (no machine paths)."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 class _SimulatorServer(BaseApplication):
@@ -143,12 +155,43 @@ class _SimulatorServer(BaseApplication):
         return create_simulator(self._sim_config)
 
 
-def inbound(argv: list[str]) -> int:
+def _control_parser(command: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m app.simulator inbound",
-        description="Have the running simulator deliver a signed inbound SMS to the app.",
+        prog=f"python -m app.simulator {command}",
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--from", dest="sender", required=True)
+    parser.add_argument(
+        "--port", type=int, default=int(_env("SIM_PORT", str(DEFAULT_PORT))), help="its port"
+    )
+    parser.add_argument(
+        "--cert-dir",
+        default=_env("SIM_CERT_DIR", DEFAULT_CERT_DIR),
+        help="where the running simulator wrote its certificate",
+    )
+    return parser
+
+
+def _control(args: argparse.Namespace, method: str, path: str, body: Any = None):
+    """Call the running simulator's control endpoint over its TLS, trusting its cert.
+
+    Returns the answer, or None after saying on stderr why there is none.
+    """
+    cert_path = Path(args.cert_dir).resolve() / CERT_FILE
+    url = f"https://{HOST}:{args.port}{path}"
+    try:
+        return requests.request(method, url, json=body, verify=str(cert_path), timeout=30)
+    except (requests.RequestException, OSError) as error:
+        print(f"could not reach the simulator at {url}: {error}", file=sys.stderr)
+        print("is it running? start it with: python -m app.simulator", file=sys.stderr)
+        return None
+
+
+def inbound(argv: list[str]) -> int:
+    parser = _control_parser(
+        "inbound", "Have the running simulator deliver a signed inbound SMS to the app."
+    )
+    parser.add_argument("--from", dest="sender", required=True, help="the texter's number")
     parser.add_argument("--text", default=None)
     parser.add_argument("--channel", default="sms", help="sms, mms, rcs, whatsapp, messenger, ...")
     parser.add_argument("--message-type", default="text", help="text, image, audio, ...")
@@ -157,8 +200,6 @@ def inbound(argv: list[str]) -> int:
         "--webhook-version", default="v1", help="v1, or v0.1 to see a dead letter kept"
     )
     parser.add_argument("--to", dest="recipient", default=None, help="default: VONAGE_NUMBER")
-    parser.add_argument("--port", type=int, default=int(_env("SIM_PORT", str(DEFAULT_PORT))))
-    parser.add_argument("--cert-dir", default=_env("SIM_CERT_DIR", DEFAULT_CERT_DIR))
     args = parser.parse_args(argv)
     body = {
         "from": args.sender,
@@ -170,23 +211,103 @@ def inbound(argv: list[str]) -> int:
     }
     if args.recipient:
         body["to"] = args.recipient
-    cert_path = Path(args.cert_dir).resolve() / CERT_FILE
-    url = f"https://{HOST}:{args.port}/_sim/inbound"
-    try:
-        response = requests.post(url, json=body, verify=str(cert_path), timeout=30)
-    except (requests.RequestException, OSError) as error:
-        print(f"could not reach the simulator at {url}: {error}", file=sys.stderr)
+    response = _control(args, "POST", "/_sim/inbound", body)
+    if response is None:
         return 2
     print(json.dumps(response.json(), indent=2))
     return 0 if response.ok and response.json().get("response_status") == 200 else 1
+
+
+def fault(argv: list[str]) -> int:
+    parser = _control_parser(
+        "fault",
+        "Set the faults the running simulator injects into the next sends "
+        "(or --clear them, or --show them).",
+    )
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--clear", action="store_true", help="remove every fault")
+    action.add_argument("--show", action="store_true", help="print the faults in force")
+    parser.add_argument("--status", type=int, default=None, help="answer sends with it, e.g. 503")
+    parser.add_argument(
+        "--retry-after", type=int, default=None, help="Retry-After seconds with --status"
+    )
+    parser.add_argument("--latency-ms", type=int, default=0, help="wait before every answer")
+    parser.add_argument(
+        "--hang-seconds", type=float, default=0, help="hold answers so the client times out"
+    )
+    parser.add_argument(
+        "--webhook-first", action="store_true", help="status webhooks before the answer"
+    )
+    parser.add_argument(
+        "--duplicate-webhooks", action="store_true", help="deliver every webhook twice"
+    )
+    parser.add_argument(
+        "--times", type=int, default=None, help="the next N sends only; none: until --clear"
+    )
+    args = parser.parse_args(argv)
+    if args.clear:
+        response = _control(args, "DELETE", "/_sim/faults")
+    elif args.show:
+        response = _control(args, "GET", "/_sim/faults")
+    else:
+        faults = {
+            name: getattr(args, name)
+            for name in (
+                "status",
+                "retry_after",
+                "latency_ms",
+                "hang_seconds",
+                "webhook_first",
+                "duplicate_webhooks",
+                "times",
+            )
+        }
+        response = _control(args, "POST", "/_sim/faults", faults)
+    return _print_answer(response)
+
+
+def release(argv: list[str]) -> int:
+    args = _control_parser("release", "Let sends held by --hang-seconds go on now.").parse_args(
+        argv
+    )
+    return _print_answer(_control(args, "POST", "/_sim/release"))
+
+
+def sent(argv: list[str]) -> int:
+    parser = _control_parser("sent", "What the running simulator received: one line per send call.")
+    parser.add_argument("--json", action="store_true", help="print its JSON instead")
+    args = parser.parse_args(argv)
+    response = _control(args, "GET", "/_sim/messages")
+    if response is None or not response.ok or args.json:
+        return _print_answer(response)
+    for entry in response.json()["messages"]:
+        request = entry["request"] if isinstance(entry["request"], dict) else {}
+        print(
+            f"{entry['received_at'][:19]}Z {entry['response_status']} "
+            f"to={request.get('to', '?')} message_uuid={entry['message_uuid'] or '-'}"
+        )
+    return 0
+
+
+def _print_answer(response) -> int:
+    if response is None:
+        return 2
+    try:
+        print(json.dumps(response.json(), indent=2))
+    except ValueError:
+        print(response.text)
+    return 0 if response.ok else 1
+
+
+COMMANDS = {"inbound": inbound, "fault": fault, "release": release, "sent": sent}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     load_dotenv(Path.cwd() / ".env", override=False)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    if argv[:1] == ["inbound"]:
-        return inbound(argv[1:])
+    if argv[:1] and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
     serve(argv[1:] if argv[:1] == ["serve"] else argv)
     return 0
 

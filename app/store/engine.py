@@ -75,17 +75,31 @@ def _sqlite_engine(url: str) -> Engine:
 def open_database(database_url: str, instance_path: str) -> Engine:
     """The engine for `database_url` (SQLite in the instance folder by default).
 
-    An embedded SQLite database is migrated here so the first run just works;
-    PostgreSQL is migrated by the release phase (`flask migrate`) instead.
+    Nothing is opened here: building an app (for `flask --help`, say) touches
+    no database. An embedded SQLite database is migrated when the engine first
+    connects, so the first run just works; PostgreSQL is migrated by the
+    release phase (`flask migrate`) instead.
     """
-    from app.store import migrate
-
     url = database_url or default_sqlite_url(instance_path)
     engine = build_engine(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        migrate.upgrade_with_lock(engine, f"{parsed.database}.migrate.lock")
+        event.listen(engine, "first_connect", _migrate_embedded(url, parsed.database))
     return engine
+
+
+def _migrate_embedded(url: str, database: str):
+    def migrate_first(_dbapi_connection, _record) -> None:
+        from app.store import migrate
+
+        # A second engine: this one is in the middle of opening its first connection.
+        migrating = build_engine(url)
+        try:
+            migrate.upgrade_with_lock(migrating, f"{database}.migrate.lock")
+        finally:
+            migrating.dispose()
+
+    return migrate_first
 
 
 class _WriterQueue:

@@ -21,10 +21,18 @@ def _config(engine: Engine) -> Config:
     return config
 
 
-def is_current(engine: Engine) -> bool:
-    head = ScriptDirectory.from_config(_config(engine)).get_current_head()
+def head_revision(engine: Engine) -> str | None:
+    return ScriptDirectory.from_config(_config(engine)).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at; None for an empty database."""
     with engine.connect().execution_options(readonly=True) as connection:
-        return MigrationContext.configure(connection).get_current_revision() == head
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def is_current(engine: Engine) -> bool:
+    return current_revision(engine) == head_revision(engine)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

@@ -18,7 +18,8 @@ from app import metrics
 from app.channels import CHANNELS, MEDIA_TYPES, SMS
 from app.errors import validation_problem
 from app.events import outbox
-from app.sms import keyword
+from app.opt_outs import OPT_OUT, change_for
+from app.sms import canonical_address
 from app.store import guards
 from app.store import messages as store
 
@@ -121,8 +122,8 @@ def parse_inbound(payload: dict) -> dict[str, Any]:
         "message_uuid": message_uuid,
         "channel": channel,
         "message_type": message_type or ("text" if is_sms else None),
-        "from_number": sender.removeprefix("+") if is_sms else sender,
-        "to_number": recipient.removeprefix("+") if is_sms else recipient,
+        "from_number": canonical_address(sender) if is_sms else sender,
+        "to_number": canonical_address(recipient) if is_sms else recipient,
         "text": text.replace("\x00", "") if text else text,
         "media_url": media_url,
         "segments": (_int(sms.get("num_messages")) or _int(sms.get("total_count")))
@@ -167,31 +168,39 @@ def parse_status(payload: dict) -> dict[str, Any]:
 def store_inbound(connection: Connection, message: dict[str, Any]) -> bool:
     """Store once per `message_uuid`; act on STOP/START only the first time.
 
-    Opt-out is honoured when either the whole text or Vonage's `sms.keyword`
-    (the first word) is a stop word; opt-in only when the whole text is one,
-    so "Start time?" never re-subscribes anyone. Only an SMS opts anyone out:
-    a WhatsApp "STOP" says nothing about the number's SMS.
+    Only an SMS opts anyone out: a WhatsApp "STOP" says nothing about the
+    number's SMS.
     """
     row = {k: v for k, v in message.items() if k not in ("keyword", "sent_at")}
     if not store.insert_inbound(connection, row):
         return False
     outbox.message_received(connection, row)
-    if message["channel"] != SMS:
-        return True
-    by_text = keyword(message["text"])
-    if by_text == "opt_out" or keyword(message["keyword"]) == "opt_out":
-        guards.opt_out(connection, message["from_number"], message["message_uuid"])
-        outbox.contact_changed(
-            connection, message["from_number"], opted_out=True, message_uuid=row["message_uuid"]
-        )
-        metrics.OPT_OUTS.labels("opt_out").inc()
-    elif by_text == "opt_in":
-        guards.opt_in(connection, message["from_number"])
-        outbox.contact_changed(
-            connection, message["from_number"], opted_out=False, message_uuid=row["message_uuid"]
-        )
-        metrics.OPT_OUTS.labels("opt_in").inc()
+    if message["channel"] == SMS:
+        record_opt_out_change(connection, message)
     return True
+
+
+def record_opt_out_change(connection: Connection, message: dict[str, Any]) -> str | None:
+    """Opt the sender out or back in when the text says so (see app/opt_outs.py).
+
+    The one place an opt-out changes. Vonage's `sms.keyword` (its first word,
+    punctuation kept) is used only when there is no text, since the decision
+    is made on the whole message.
+    """
+    text = message["text"] if message["text"] is not None else message["keyword"]
+    change = change_for(text)
+    if change is None:
+        return None
+    number = message["from_number"]
+    if change == OPT_OUT:
+        guards.opt_out(connection, number, message["message_uuid"])
+    else:
+        guards.opt_in(connection, number)
+    outbox.contact_changed(
+        connection, number, opted_out=change == OPT_OUT, message_uuid=message["message_uuid"]
+    )
+    metrics.OPT_OUTS.labels(change).inc()
+    return change
 
 
 def store_status(connection: Connection, event: dict[str, Any]) -> bool:

@@ -1,0 +1,41 @@
+"""DELETE /numbers/<number>: erase everything the service keeps about one number (GDPR)."""
+
+from __future__ import annotations
+
+from flask import jsonify
+
+from app.api import history
+from app.api.auth import require_api_key
+from app.errors import validation_problem
+from app.extensions import writing
+from app.observability import annotate
+from app.sms import InvalidNumber, mask_number
+from app.store import privacy
+
+
+def erase_number(number: str):
+    """Erase the number's messages (both directions), their events and stored answers.
+
+    Its opt-out is kept: see `privacy.erase_number`.
+    """
+    require_api_key()
+    try:
+        number = history.number_filter(number)
+    except InvalidNumber as error:
+        raise validation_problem([{"field": "number", "message": str(error)}]) from None
+    with writing() as connection:
+        erased = privacy.erase_number(connection, number)
+    annotate(number=mask_number(number), erased_messages=erased.messages)
+    return jsonify(erasure_json(number, erased))
+
+
+def erasure_json(number: str, erased: privacy.Erasure) -> dict:
+    return {
+        "number": number,
+        "messages_erased": erased.messages,
+        "events_erased": erased.events,
+        "idempotency_keys_erased": erased.idempotency_keys,
+        "outbox_events_erased": erased.outbox_events,
+        "dead_letters_erased": erased.dead_letters,
+        "opt_out_kept": erased.opted_out,
+    }

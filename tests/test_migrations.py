@@ -1,0 +1,52 @@
+"""Data migrations, run from the revision before them on a real SQLite file."""
+
+from datetime import datetime
+
+from sqlalchemy import text
+
+from app.store.engine import build_engine
+from app.store.migrate import upgrade
+
+
+def test_0003_rewrites_stored_numbers_in_canonical_form(tmp_path):
+    engine = build_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(engine, "0004")
+    now = datetime(2026, 11, 1, 12, 0)
+    with engine.begin() as connection:
+        for index, (sender, recipient, channel) in enumerate(
+            [
+                ("330612345678", "14155550199", "sms"),
+                ("MyBrand", "14155550199", "sms"),
+                ("14155550199", "22395", "sms"),
+                ("330612345678", "14155550199", "whatsapp"),  # not SMS: left as it is
+            ]
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO messages (id, direction, from_number, to_number, status,"
+                    " channel, created_at, updated_at)"
+                    " VALUES (:id, 'inbound', :f, :t, 'received', :c, :n, :n)"
+                ),
+                {"id": f"m{index}", "f": sender, "t": recipient, "c": channel, "n": now},
+            )
+        for number, moment in [("330612345678", now), ("33612345678", now), ("4909001234567", now)]:
+            connection.execute(
+                text("INSERT INTO opt_outs (number, opted_out_at) VALUES (:n, :at)"),
+                {"n": number, "at": moment},
+            )
+
+    upgrade(engine)
+
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT id, from_number, to_number FROM messages ORDER BY id")
+        ).all()
+        opted = connection.execute(text("SELECT number FROM opt_outs ORDER BY number")).scalars()
+        assert [tuple(row) for row in rows] == [
+            ("m0", "33612345678", "14155550199"),
+            ("m1", "MyBrand", "14155550199"),
+            ("m2", "14155550199", "22395"),
+            ("m3", "330612345678", "14155550199"),
+        ]
+        assert list(opted) == ["33612345678", "499001234567"]
+    engine.dispose()
