@@ -137,6 +137,8 @@ class Benchmark:
 
     def start_service(self, name: str, database: Path | str) -> int:
         port = stack.free_port()
+        # The Procfile's order: release (migrate), then web.
+        stack.migrate(self.processes, self.service_env(database))
         stack.gunicorn(self.processes, name, SERVICE_APP, port, self.service_env(database))
         self.log(f"{name} up on 127.0.0.1:{port}")
         return port
