@@ -383,7 +383,6 @@ class Benchmark:
             results["webhooks"] = self.webhooks(baseline_port)
             if self.args.postgres:
                 with seed.fresh_postgres(self.args.postgres, "sms_benchmark") as url:
-                    stack.migrate(self.processes, self.service_env(url))
                     results["webhooks_postgres"] = self.webhooks(baseline_port, url)
         if "growth" in self.args.only:
             results["growth"] = self.growth()
