@@ -15,7 +15,7 @@ from app.events.dispatcher import Dispatcher
 from app.store import outbox as outbox_store
 from app.store.dialect import utcnow
 from app.store.engine import write_transaction
-from tests.conftest import auth_headers
+from tests.conftest import OTHER_API_KEY, auth_headers
 from tests.receivers import Receiver, Reply
 from tests.test_send_sms import accepted
 from tests.test_webhooks import inbound_payload, status_payload
@@ -281,3 +281,21 @@ def test_a_lane_leased_by_another_dispatcher_is_left_alone(app, client, signed_w
 
     assert dispatcher(app).run_once() == 0
     assert receiver.received == []
+
+
+def test_another_keys_delete_leaves_the_subscription_and_its_deliveries(
+    app, client, signed_webhook, receiver
+):
+    subscription = subscribe(client, receiver.url, scope="all")
+    reply_from(client, signed_webhook)
+
+    response = client.delete(
+        f"/subscriptions/{subscription['id']}", headers=auth_headers(OTHER_API_KEY)
+    )
+
+    assert response.status_code == 404
+    [row] = deliveries(app)
+    assert row["status"] == "pending"
+    assert dispatcher(app).run_until_idle() == 1
+    assert len(receiver.received) == 1
+    assert deliveries(app)[0]["status"] == "delivered"

@@ -57,8 +57,14 @@ def get_subscription(
 
 
 def delete_subscription(connection: Connection, owner: str, subscription_id: str) -> bool:
-    """Its deliveries go with it (the events stay in the owner's feed)."""
-    connection.execute(delete(deliveries).where(deliveries.c.subscription_id == subscription_id))
+    """Its deliveries go with it (the events stay in the owner's feed).
+
+    Only the owner's: another key's id deletes nothing, not even deliveries.
+    """
+    owned = select(subscriptions.c.id).where(
+        subscriptions.c.id == subscription_id, subscriptions.c.owner == owner
+    )
+    connection.execute(delete(deliveries).where(deliveries.c.subscription_id.in_(owned)))
     result = connection.execute(
         delete(subscriptions).where(
             subscriptions.c.id == subscription_id, subscriptions.c.owner == owner
