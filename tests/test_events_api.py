@@ -262,6 +262,44 @@ def test_opt_out_and_back_in_go_to_the_keys_that_texted_the_number(
     assert events_of(client, OTHER_API_KEY) == []
 
 
+def test_opt_in_from_a_number_never_opted_out_is_no_event(
+    app, client, send, vonage_api, signed_webhook
+):
+    subscribe(client)
+    _send(send, vonage_api, ALICE, API_KEY)
+
+    signed_webhook("/webhooks/inbound", inbound_payload("Yes", sender=ALICE[1:]))
+
+    assert events_of(client, API_KEY, type="contact.opted_in") == []
+    assert count_rows(app, "opt_outs") == 0
+
+
+def test_a_second_stop_is_no_second_opted_out_event(app, client, send, vonage_api, signed_webhook):
+    subscribe(client, events=["contact.opted_out", "contact.opted_in"])
+    _send(send, vonage_api, ALICE, API_KEY)
+
+    signed_webhook("/webhooks/inbound", inbound_payload("STOP", sender=ALICE[1:]))
+    signed_webhook("/webhooks/inbound", inbound_payload("stop", sender=ALICE[1:]))
+
+    assert len(events_of(client, API_KEY, type="contact.opted_out")) == 1
+    assert count_rows(app, "opt_outs") == 1
+    assert count_rows(app, "deliveries") == 1
+
+
+def test_opt_out_events_reach_keys_that_texted_the_number_long_ago(
+    app, client, send, vonage_api, signed_webhook
+):
+    _send(send, vonage_api, ALICE, API_KEY)
+    with app.extensions["db"].begin() as connection:
+        connection.execute(
+            update(Message.__table__).values(created_at=utcnow() - timedelta(days=40))
+        )
+
+    signed_webhook("/webhooks/inbound", inbound_payload("STOP", sender=ALICE[1:]))
+
+    assert [e["type"] for e in events_of(client, API_KEY)] == ["contact.opted_out"]
+
+
 def test_a_duplicate_webhook_writes_no_second_event(client, send, vonage_api, signed_webhook):
     sent = _send(send, vonage_api, ALICE, API_KEY)
     payload = status_payload(sent["message_uuid"], "delivered")

@@ -8,8 +8,9 @@ Who receives what:
 - `message.status`: the key that sent the message;
 - `message.received`: the key that most recently sent to that number within
   `REPLY_ROUTING_DAYS`;
-- `contact.opted_out` / `contact.opted_in`: every key that texted the number
-  within that window;
+- `contact.opted_out` / `contact.opted_in`: every key that texted the number,
+  however long ago (the window is for replies only), and only when the
+  opt-out really changed;
 - a `scope: all` subscription: every event of its types, owned or not.
 One event row is written per receiving key (its `webhook-id`), and one
 delivery per subscription that takes the event's type.
@@ -86,7 +87,7 @@ def contact_changed(
 ) -> int:
     """After an opt-out or opt-in: an event for every key that texted the number."""
     now = utcnow()
-    owners = store.owners_texting(connection, number, _routing_since(now))
+    owners = store.owners_texting(connection, number)
     data = {
         "number": number,
         "opted_out": opted_out,

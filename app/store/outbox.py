@@ -142,13 +142,12 @@ def reply_owner(connection: Connection, number: str, since: datetime) -> str | N
     ).scalar()
 
 
-def owners_texting(connection: Connection, number: str, since: datetime) -> set[str]:
-    """Every key that sent to `number` since `since`."""
+def owners_texting(connection: Connection, number: str) -> set[str]:
+    """Every key that ever sent to `number` (of the messages still kept)."""
     rows = connection.execute(
         select(messages.c.owner)
         .where(
             messages.c.to_number == number,
-            messages.c.created_at >= since,
             messages.c.direction == "outbound",
             messages.c.owner.is_not(None),
         )
