@@ -419,3 +419,20 @@ def test_other_channels_replies_are_message_received_with_their_channel(
     [event] = events_of(client, API_KEY)
     assert event["type"] == "message.received"
     assert event["data"]["channel"] == "whatsapp" and event["data"]["text"] == "Hi on WhatsApp"
+
+
+def test_status_of_a_message_known_only_by_webhooks_is_shown_as_get_shows_it(
+    client, signed_webhook
+):
+    subscribe(client, scope="all", events=["message.status"])
+    message_uuid = str(uuid.uuid4())
+
+    signed_webhook("/webhooks/status", status_payload(message_uuid, "delivered"))
+
+    [event] = events_of(client, type="message.status")
+    shown = client.get(f"/messages/{message_uuid}", headers=auth_headers()).get_json()
+    data = event["data"]
+    assert {k: v for k, v in data.items() if k != "events"} == {
+        k: v for k, v in shown.items() if k != "events"
+    }
+    assert data["created_at"] is not None and "price" in data and "channel" in data

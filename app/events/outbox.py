@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from app.api.history import event_json, iso, message_json
+from app.api.history import event_json, iso, known_only_by_events, message_json
 from app.store import outbox as store
 from app.store.dialect import utcnow
 
@@ -134,7 +134,10 @@ def new_event_id() -> str:
 
 
 def _message_data(message: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
-    data = message_json(message)
+    return _with_history(message_json(message), history)
+
+
+def _with_history(data: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
     data["events"] = [event_json(event) for event in history]
     return data
 
@@ -142,20 +145,5 @@ def _message_data(message: dict[str, Any], history: list[dict[str, Any]]) -> dic
 def _unknown_message_data(
     status_event: dict[str, Any], history: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """A message this service did not send (or not yet): what its status events tell."""
-    return {
-        "id": None,
-        "message_uuid": status_event["message_uuid"],
-        "direction": "outbound",
-        "from": None,
-        "to": None,
-        "text": None,
-        "status": status_event["status"],
-        "segments": status_event.get("segments"),
-        "encoding": None,
-        "client_ref": None,
-        "error": status_event.get("error"),
-        "created_at": None,
-        "updated_at": None,
-        "events": [event_json(event) for event in history],
-    }
+    """A message this service did not send (or not yet): as GET /messages/<uuid> shows it."""
+    return _with_history(known_only_by_events(status_event["message_uuid"], history), history)
