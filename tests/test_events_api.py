@@ -436,3 +436,42 @@ def test_status_of_a_message_known_only_by_webhooks_is_shown_as_get_shows_it(
         k: v for k, v in shown.items() if k != "events"
     }
     assert data["created_at"] is not None and "price" in data and "channel" in data
+
+
+def test_redeliver_adds_own_scope_subscriptions_only_for_events_routed_to_the_key(
+    client, send, vonage_api, signed_webhook
+):
+    audit = subscribe(client, OTHER_API_KEY, scope="all", events=["message.received"]).get_json()
+    _send(send, vonage_api, ALICE, API_KEY)
+    signed_webhook("/webhooks/inbound", inbound_payload("Hi", sender=ALICE[1:]))
+    own = subscribe(client, OTHER_API_KEY).get_json()
+    mine = subscribe(client, API_KEY).get_json()
+    [theirs] = events_of(client, OTHER_API_KEY)
+    [routed] = events_of(client, API_KEY)
+
+    for key, event in ((OTHER_API_KEY, theirs), (API_KEY, routed)):
+        response = client.post(f"/events/{event['id']}/redeliver", headers=auth_headers(key))
+        assert response.status_code == 202
+
+    again = client.get(f"/events/{theirs['id']}", headers=auth_headers(OTHER_API_KEY)).get_json()
+    assert [d["subscription_id"] for d in again["deliveries"]] == [audit["id"]]
+    assert own["id"] not in [d["subscription_id"] for d in again["deliveries"]]
+    routed_again = client.get(f"/events/{routed['id']}", headers=auth_headers()).get_json()
+    assert [d["subscription_id"] for d in routed_again["deliveries"]] == [mine["id"]]
+
+
+def test_redeliver_of_routed_status_and_opt_out_events_adds_own_subscriptions(
+    client, send, vonage_api, signed_webhook
+):
+    sent = _send(send, vonage_api, ALICE, API_KEY)
+    signed_webhook("/webhooks/status", status_payload(sent["message_uuid"], "delivered"))
+    signed_webhook("/webhooks/inbound", inbound_payload("STOP", sender=ALICE[1:]))
+    mine = subscribe(client).get_json()
+    events = [e for e in events_of(client) if e["type"] != "message.received"]
+    assert sorted(e["type"] for e in events) == ["contact.opted_out", "message.status"]
+
+    for event in events:
+        response = client.post(f"/events/{event['id']}/redeliver", headers=auth_headers())
+        assert response.get_json()["deliveries"] == 1
+        again = client.get(f"/events/{event['id']}", headers=auth_headers()).get_json()
+        assert [d["subscription_id"] for d in again["deliveries"]] == [mine["id"]]

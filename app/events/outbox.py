@@ -97,6 +97,22 @@ def contact_changed(
     return _record(connection, OPTED_OUT if opted_out else OPTED_IN, owners, lambda: data, now)
 
 
+def routed_to_owner(connection: Connection, event: dict[str, Any]) -> bool:
+    """Whether routing chose the event's key (not only its `scope: all` subscriptions).
+
+    Derived again as `_record`'s callers did, from what was stored up to the event.
+    """
+    data = json.loads(event["body"])["data"]
+    at, owner = event["created_at"], event["owner"]
+    if event["type"] == MESSAGE_STATUS:
+        message = store.message_for_status(connection, data["message_uuid"], data.get("id"))
+        return message is not None and message.get("owner") == owner
+    if event["type"] == MESSAGE_RECEIVED:
+        since = at - timedelta(days=_reply_routing_days())
+        return store.reply_owner(connection, data["from"], since, until=at) == owner
+    return owner in store.owners_texting(connection, data["number"], until=at)
+
+
 def _record(connection: Connection, event_type: str, owners: set[str], data, now) -> int:
     """One event per receiving key, one delivery per subscription; the count of events."""
     subscribers = [

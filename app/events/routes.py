@@ -16,7 +16,7 @@ from app.api import history
 from app.api.auth import require_api_key
 from app.api.schemas import json_object
 from app.errors import Problem
-from app.events import schemas, signing
+from app.events import outbox, schemas, signing
 from app.extensions import reading, settings, writing
 from app.store import outbox as store
 from app.store.dialect import utcnow
@@ -186,8 +186,12 @@ def get_event(event_id: str):
 
 @bp.post("/events/<event_id>/redeliver")
 def redeliver(event_id: str):
-    """Queue the event again for each of the key's enabled subscriptions that take its type."""
+    """Queue the event again for each of the key's enabled subscriptions that take its type.
+
+    `scope: own` ones only when the event reached the key by routing, not only by `scope: all`.
+    """
     with writing() as connection:
         row = _own_event(connection, event_id)
-        queued = store.redeliver_event(connection, row, utcnow())
+        routed = outbox.routed_to_owner(connection, row)
+        queued = store.redeliver_event(connection, row, utcnow(), routed=routed)
     return jsonify(id=row["id"], status="pending" if queued else "none", deliveries=queued), 202

@@ -127,13 +127,18 @@ def active_subscribers(connection: Connection, owners: set[str]) -> list[dict[st
 # Routing ---------------------------------------------------------------------
 
 
-def reply_owner(connection: Connection, number: str, since: datetime) -> str | None:
-    """The key that most recently sent to `number` since `since`."""
+def reply_owner(
+    connection: Connection, number: str, since: datetime, until: datetime | None = None
+) -> str | None:
+    """The key that most recently sent to `number` since `since` (and up to `until`)."""
+    condition = messages.c.created_at >= since
+    if until is not None:
+        condition = and_(condition, messages.c.created_at <= until)
     return connection.execute(
         select(messages.c.owner)
         .where(
             messages.c.to_number == number,
-            messages.c.created_at >= since,
+            condition,
             messages.c.direction == "outbound",
             messages.c.owner.is_not(None),
         )
@@ -142,12 +147,15 @@ def reply_owner(connection: Connection, number: str, since: datetime) -> str | N
     ).scalar()
 
 
-def owners_texting(connection: Connection, number: str) -> set[str]:
-    """Every key that ever sent to `number` (of the messages still kept)."""
+def owners_texting(connection: Connection, number: str, until: datetime | None = None) -> set[str]:
+    """Every key that ever sent to `number` (of the messages still kept), up to `until`."""
+    condition = messages.c.to_number == number
+    if until is not None:
+        condition = and_(condition, messages.c.created_at <= until)
     rows = connection.execute(
         select(messages.c.owner)
         .where(
-            messages.c.to_number == number,
+            condition,
             messages.c.direction == "outbound",
             messages.c.owner.is_not(None),
         )
@@ -280,19 +288,26 @@ def reset_deliveries(connection: Connection, condition, now: datetime) -> int:
     return result.rowcount
 
 
-def redeliver_event(connection: Connection, event: dict[str, Any], now: datetime) -> int:
-    """Every delivery of the event again, and one to each matching subscription it lacks."""
+def redeliver_event(
+    connection: Connection, event: dict[str, Any], now: datetime, *, routed: bool
+) -> int:
+    """Every delivery of the event again, and one to each matching subscription it lacks.
+
+    A `scope: own` subscription matches only when routing chose the key
+    (`routed`); otherwise the key has the event only through `scope: all`.
+    """
     reset = reset_deliveries(connection, deliveries.c.event_id == event["id"], now)
     have = set(
         connection.execute(
             select(deliveries.c.subscription_id).where(deliveries.c.event_id == event["id"])
         ).scalars()
     )
-    rows = connection.execute(
-        select(subscriptions.c.id, subscriptions.c.event_types).where(
-            subscriptions.c.owner == event["owner"], subscriptions.c.disabled_at.is_(None)
-        )
+    query = select(subscriptions.c.id, subscriptions.c.event_types).where(
+        subscriptions.c.owner == event["owner"], subscriptions.c.disabled_at.is_(None)
     )
+    if not routed:
+        query = query.where(subscriptions.c.scope == "all")
+    rows = connection.execute(query)
     added = [
         new_delivery(event["id"], row.id, now)
         for row in rows
