@@ -82,6 +82,9 @@ def test_subscriptions_need_an_api_key(client):
         ({"events": ["*", "message.status"]}, "events"),
         ({"events": [1]}, "events"),
         ({"scope": "everyone"}, "scope"),
+        ({"url": "http://8.8.8.8:0/x"}, "url"),
+        ({"url": "http://[fe80::1%25eth0]/x"}, "url"),
+        ({"url": "http://[2001:db8::1%25eth0]/x"}, "url"),
         ({"secret": "mine"}, "secret"),
     ],
 )
@@ -125,6 +128,9 @@ def test_production_takes_https_urls_only(make_app):
         "http://2130706433/hook",
         "http://0177.0.0.1/hook",
         "http://100.64.0.1/hook",
+        "http://[fe80::1]/hook",
+        "http://[fe80::1%25eth0]/hook",
+        "http://8.8.8.8:0/hook",
     ],
 )
 def test_private_destinations_are_refused_at_subscribe(make_app, url):
@@ -364,7 +370,17 @@ def test_events_feed_filters_pages_and_validates(client, send, vonage_api, signe
     assert second["next_cursor"] is None
     assert all(e["status"] == "pending" for e in events_of(client, status="pending"))
     assert events_of(client, status="delivered") == []
-    for query in ("status=sent", "type=message.sent", "limit=0", "limit=201", "cursor=zz", "x=1"):
+    for query in (
+        "status=sent",
+        "type=message.sent",
+        "limit=0",
+        "limit=201",
+        "cursor=zz",
+        "x=1",
+        "type=message.status&type=bogus",
+        "status=pending&status=bogus",
+        "limit=1&limit=500",
+    ):
         response = client.get(f"/events?{query}", headers=auth_headers())
         assert response.status_code == 422, query
         assert response.content_type == "application/problem+json"
