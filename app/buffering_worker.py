@@ -40,8 +40,6 @@ REQUEST_READ_TIMEOUT_SECONDS = 10.0
 MAX_HEAD_BYTES = 64 * 1024
 _RECV_BYTES = 64 * 1024
 _HEAD_END = b"\r\n\r\n"
-_MAX_CHUNK_LINE_BYTES = 1024
-_CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[^\r\n]*)?")
 _HEADER = re.compile(rb"^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$")
 
 
@@ -100,21 +98,18 @@ def _framing(head: bytes) -> tuple[int | None, bool]:
 
 
 def _chunked_end(data: bytes | bytearray, position: int, max_body: int) -> int:
-    """Where a chunked body ends. A chunk-size line that is not 1 to 16 hex
-    digits (with an optional `;ext`), or chunk data not closed by CRLF, is
-    refused here: `int()` alone took `-6` and moved the scan backwards forever,
-    and `zz` reached the app as a 500."""
     total = 0
     while True:
         line_end = data.find(b"\r\n", position)
         if line_end < 0:
-            if len(data) - position > _MAX_CHUNK_LINE_BYTES:
-                raise _malformed_chunked()
+            if len(data) - position > 1024:
+                return position  # no sane chunk-size line: let gunicorn refuse it
             raise Incomplete
-        match = _CHUNK_SIZE_LINE.fullmatch(bytes(data[position:line_end]))
-        if match is None:
-            raise _malformed_chunked()
-        size = int(match.group(1), 16)
+        size_text = bytes(data[position:line_end]).split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            return position
         total += size
         if total > max_body:
             raise Refused(413, "Content Too Large", f"the body is over {max_body // 1024} KiB")
@@ -129,13 +124,7 @@ def _chunked_end(data: bytes | bytearray, position: int, max_body: int) -> int:
             return trailers_end + 2
         if len(data) < position + size + 2:
             raise Incomplete
-        if data[position + size : position + size + 2] != b"\r\n":
-            raise _malformed_chunked()
         position += size + 2
-
-
-def _malformed_chunked() -> Refused:
-    return Refused(400, "Bad Request", "malformed chunked body")
 
 
 def problem_bytes(status: int, title: str, detail: str) -> bytes:
