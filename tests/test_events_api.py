@@ -491,3 +491,19 @@ def test_redeliver_of_routed_status_and_opt_out_events_adds_own_subscriptions(
         assert response.get_json()["deliveries"] == 1
         again = client.get(f"/events/{event['id']}", headers=auth_headers()).get_json()
         assert [d["subscription_id"] for d in again["deliveries"]] == [mine["id"]]
+
+
+def test_a_key_may_have_at_most_100_subscriptions(app, client, monkeypatch):
+    from app.events import routes
+
+    assert routes.MAX_SUBSCRIPTIONS_PER_KEY == 100
+    monkeypatch.setattr(routes, "MAX_SUBSCRIPTIONS_PER_KEY", 2)
+    assert subscribe(client).status_code == 201
+    assert subscribe(client).status_code == 201
+
+    response = subscribe(client)
+
+    assert response.status_code == 422
+    assert response.content_type == "application/problem+json"
+    assert count_rows(app, "subscriptions") == 2
+    assert subscribe(client, OTHER_API_KEY).status_code == 201

@@ -15,7 +15,7 @@ from flask import Blueprint, g, jsonify, request, url_for
 from app.api import history
 from app.api.auth import require_api_key
 from app.api.schemas import json_object
-from app.errors import Problem
+from app.errors import Problem, validation_problem
 from app.events import outbox, schemas, signing
 from app.extensions import reading, settings, writing
 from app.store import outbox as store
@@ -24,6 +24,9 @@ from app.store.dialect import utcnow
 bp = Blueprint("events", __name__)
 
 ROTATION_OVERLAP = timedelta(hours=24)
+# Each subscription is a lane, a row probed on every dispatcher loop and an
+# endpoint kept open: a key may not make them without end.
+MAX_SUBSCRIPTIONS_PER_KEY = 100
 
 
 @bp.before_request
@@ -74,6 +77,9 @@ def create_subscription():
         "created_at": utcnow(),
     }
     with writing() as connection:
+        if store.count_subscriptions(connection, g.api_key_id) >= MAX_SUBSCRIPTIONS_PER_KEY:
+            message = f"this key already has {MAX_SUBSCRIPTIONS_PER_KEY} subscriptions"
+            raise validation_problem([{"field": "subscriptions", "message": message}])
         store.insert_subscription(connection, row)
     response = jsonify(subscription_json(row, secret=row["secret"]))
     response.headers["Location"] = url_for(".get_subscription", subscription_id=row["id"])

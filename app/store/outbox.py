@@ -36,6 +36,11 @@ def insert_subscription(connection: Connection, row: dict[str, Any]) -> None:
     connection.execute(subscriptions.insert().values(**row))
 
 
+def count_subscriptions(connection: Connection, owner: str) -> int:
+    query = select(func.count()).where(subscriptions.c.owner == owner)
+    return connection.execute(query).scalar_one()
+
+
 def list_subscriptions(connection: Connection, owner: str) -> list[dict[str, Any]]:
     rows = connection.execute(
         select(subscriptions)
