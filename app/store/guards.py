@@ -25,12 +25,14 @@ def is_opted_out(connection: Connection, number: str) -> bool:
 
 def opt_out(connection: Connection, number: str, message_uuid: str | None) -> bool:
     """Opt `number` out; False when it already was (nothing changed)."""
-    result = connection.execute(
+    statement = (
         upsert(connection, opt_outs)
         .values(number=number, opted_out_at=utcnow(), message_uuid=message_uuid)
         .on_conflict_do_nothing(index_elements=["number"])
+        .returning(opt_outs.c.number)
     )
-    return result.rowcount > 0
+    # RETURNING, not rowcount: psycopg reports no rowcount for this insert.
+    return connection.execute(statement).first() is not None
 
 
 def opt_in(connection: Connection, number: str) -> bool:
