@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from functools import partial
+from typing import Any
 
 from flask import Flask, Response, current_app
 from flask_limiter import Limiter
@@ -15,7 +17,7 @@ from sqlalchemy import Connection, Engine
 
 from app.config import Settings
 from app.limit_storage import storage_uri
-from app.store.engine import write_transaction
+from app.store.engine import grouped_write, write_transaction
 
 limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
 
@@ -67,6 +69,12 @@ def writing(timeout: float | None = None) -> AbstractContextManager[Connection]:
     """A connection in a write transaction (`with writing() as connection:` commits);
     `timeout` bounds the wait for the write lock."""
     return write_transaction(engine(), timeout)
+
+
+def write_grouped(work: Callable[[Connection], Any]) -> Any:
+    """`work(connection)` committed durably, in one commit with concurrent writes
+    of this worker (see `app.store.engine.grouped_write`)."""
+    return grouped_write(engine(), work)
 
 
 def reading() -> Connection:

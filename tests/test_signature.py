@@ -1,6 +1,8 @@
 """The webhook verifier against fixed vectors."""
 
 import hashlib
+import hmac
+import json
 import time
 
 import jwt
@@ -160,3 +162,50 @@ def test_a_day_old_token_passes_with_the_default_window():
         verify(
             token(claims(iat=NOW - max_age - 1)), BODY, secrets=(SECRET,), max_age=max_age, now=NOW
         )
+
+
+def test_claims_pyjwt_validates_are_still_validated():
+    """The pinned HS256 path hands tokens with exp/nbf/aud/sub/jti to PyJWT's checks."""
+    later = int(time.time()) + 3600
+    assert check(token(claims(exp=later)))
+    for refused in (
+        claims(nbf=later),
+        claims(aud="someone-else"),
+        claims(sub=42),
+        claims(jti=7),
+        claims(exp="tomorrow"),
+    ):
+        with pytest.raises(InvalidSignature, match="invalid token"):
+            check(token(refused))
+
+
+def raw_token(header: bytes, payload: bytes, secret: str = SECRET) -> str:
+    """A token signed as given, for shapes PyJWT's encoder refuses to make."""
+    parts = [
+        jwt.utils.base64url_encode(header).decode(),
+        jwt.utils.base64url_encode(payload).decode(),
+    ]
+    mac = hmac.new(secret.encode(), ".".join(parts).encode(), hashlib.sha256).digest()
+    return ".".join([*parts, jwt.utils.base64url_encode(mac).decode()])
+
+
+def test_a_header_with_extra_fields_still_verifies_and_a_bad_kid_fails():
+    payload = json.dumps(claims()).encode()
+    assert check(raw_token(b'{"alg":"HS256","typ":"JWT","kid":"k1"}', payload))
+    with pytest.raises(InvalidSignature):
+        check(raw_token(b'{"alg":"HS256","kid":5}', payload))
+
+
+def test_a_changed_signature_or_claims_segment_fails():
+    header, payload, signature = token(claims()).split(".")
+    flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
+    other_payload = token(claims(iss="Other")).split(".")[1]
+    for forged in (f"{header}.{payload}.{flipped}", f"{header}.{other_payload}.{signature}"):
+        with pytest.raises(InvalidSignature, match="signature does not match"):
+            check(forged)
+
+
+def test_a_payload_that_is_not_a_json_object_fails():
+    for payload in (b"[1, 2]", b"not json"):
+        with pytest.raises(InvalidSignature):
+            check(raw_token(b'{"alg":"HS256","typ":"JWT"}', payload))

@@ -8,9 +8,11 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -152,6 +154,13 @@ _writer_queues: dict[str, _WriterQueue] = {}
 _writer_queues_lock = threading.Lock()
 
 
+def _writer_queue(database: str) -> _WriterQueue:
+    with _writer_queues_lock:
+        return _writer_queues.get(database) or _writer_queues.setdefault(
+            database, _WriterQueue(database)
+        )
+
+
 @contextmanager
 def write_transaction(engine: Engine, timeout: float | None = None) -> Iterator[Connection]:
     """A committed-on-exit write transaction; SQLite writers queue in order.
@@ -166,10 +175,7 @@ def write_transaction(engine: Engine, timeout: float | None = None) -> Iterator[
         with engine.begin() as connection:
             yield connection
         return
-    with _writer_queues_lock:
-        queue = _writer_queues.get(database) or _writer_queues.setdefault(
-            database, _WriterQueue(database)
-        )
+    queue = _writer_queue(database)
     if timeout is None:
         with queue.held(WRITER_QUEUE_TIMEOUT_SECONDS), engine.begin() as connection:
             yield connection
@@ -186,3 +192,122 @@ def write_transaction(engine: Engine, timeout: float | None = None) -> Iterator[
             # A broken connection is discarded by the pool anyway.
             with contextlib.suppress(sqlite3.Error):
                 dbapi.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+
+GROUP_COMMIT_MAX_BATCH = 64
+
+
+class _Pending:
+    """One request's write, waiting for the batch that commits it."""
+
+    __slots__ = ("work", "done", "lead", "result", "error")
+
+    def __init__(self, work: Callable[[Connection], Any]) -> None:
+        self.work = work
+        self.done = threading.Event()
+        self.lead = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class _GroupCommitter:
+    """Concurrent writes of one worker share one transaction and one fsync.
+
+    The first writer to arrive leads: it takes the write lock, runs every
+    write queued so far in one `BEGIN IMMEDIATE ... COMMIT`, each in its own
+    savepoint (one failing write is rolled back alone and fails only its own
+    request), and wakes each waiter with its own result once the commit is
+    durable. Writes that queued meanwhile are led by the first of them. No
+    waiter is answered before the commit that holds its write, so each
+    request is as durable as with a transaction of its own; across workers
+    the write lock changes hands once per batch instead of once per write.
+    """
+
+    def __init__(self, queue: _WriterQueue) -> None:
+        self._queue = queue
+        self._lock = threading.Lock()
+        self._pending: list[_Pending] = []
+        self._leading = False
+
+    def run(self, engine: Engine, work: Callable[[Connection], Any]) -> Any:
+        mine = _Pending(work)
+        with self._lock:
+            self._pending.append(mine)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            mine.done.wait()
+            if not mine.lead:
+                return _outcome(mine)
+        self._lead(engine)
+        return _outcome(mine)
+
+    def _lead(self, engine: Engine) -> None:
+        with self._lock:
+            batch = self._pending[:GROUP_COMMIT_MAX_BATCH]
+            del self._pending[:GROUP_COMMIT_MAX_BATCH]
+        try:
+            self._commit(engine, batch)
+        finally:
+            with self._lock:
+                successor = self._pending[0] if self._pending else None
+                if successor is None:
+                    self._leading = False
+            for pending in batch:
+                pending.done.set()
+            if successor is not None:
+                successor.lead = True
+                successor.done.set()
+
+    def _commit(self, engine: Engine, batch: list[_Pending]) -> None:
+        try:
+            with self._queue.held(WRITER_QUEUE_TIMEOUT_SECONDS), engine.begin() as connection:
+                if len(batch) == 1:
+                    # Alone: a failure rolls the whole transaction back, no savepoint needed.
+                    batch[0].result = batch[0].work(connection)
+                    return
+                for pending in batch:
+                    # Plain SQL: SQLAlchemy's savepoint objects compile anew each time.
+                    connection.exec_driver_sql("SAVEPOINT grouped_write")
+                    try:
+                        pending.result = pending.work(connection)
+                    except Exception as error:  # noqa: BLE001 - handed to its own request
+                        connection.exec_driver_sql("ROLLBACK TO SAVEPOINT grouped_write")
+                        pending.error = error
+                    connection.exec_driver_sql("RELEASE SAVEPOINT grouped_write")
+        except BaseException as error:
+            for pending in batch:
+                if pending.error is None:
+                    pending.error = error
+            if not isinstance(error, Exception):
+                raise
+
+
+def _outcome(pending: _Pending) -> Any:
+    if pending.error is not None:
+        raise pending.error
+    return pending.result
+
+
+# Per engine, and weakly: an engine that is dropped (tests make many) takes its committer along.
+_committers: weakref.WeakKeyDictionary[Engine, _GroupCommitter] = weakref.WeakKeyDictionary()
+
+
+def grouped_write(engine: Engine, work: Callable[[Connection], Any]) -> Any:
+    """`work(connection)` committed durably, sharing its commit with concurrent writes.
+
+    Returns what `work` returned, or raises what it raised (its changes rolled
+    back) or what the commit raised. On SQLite files writes of one worker are
+    batched (see `_GroupCommitter`); elsewhere `work` gets a transaction of its own.
+    `work` may run on another request's thread: it must use only its arguments.
+    """
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        with write_transaction(engine) as connection:
+            return work(connection)
+    committer = _committers.get(engine)
+    if committer is None:
+        queue = _writer_queue(database)
+        with _writer_queues_lock:
+            committer = _committers.setdefault(engine, _GroupCommitter(queue))
+    return committer.run(engine, work)

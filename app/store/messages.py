@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from app.status import ORDER, message_error, rank, statuses_below
 from app.store.dialect import upsert, utcnow
@@ -112,13 +112,32 @@ def settle_abandoned(
 def insert_inbound(connection: Connection, row: dict[str, Any]) -> bool:
     """True when stored; False when Vonage re-delivered a message we already have."""
     now = utcnow()
-    statement = (
-        upsert(connection, messages)
-        .values(**row, direction="inbound", status="received", created_at=now, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["message_uuid"])
-        .returning(messages.c.id)
+    values = {**row, "direction": "inbound", "status": "received"}
+    values["created_at"] = values["updated_at"] = now
+    statement = _cached(
+        connection,
+        "insert_inbound",
+        lambda: (
+            upsert(connection, messages)
+            .on_conflict_do_nothing(index_elements=["message_uuid"])
+            .returning(messages.c.id)
+        ),
     )
-    return connection.execute(statement).first() is not None
+    return connection.execute(statement, values).first() is not None
+
+
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+
+
+def _cached(connection: Connection, name: str, build):
+    """A statement built once per dialect and given its values as parameters, so
+    SQLAlchemy's compiled cache serves it: building `.values(**row)` anew keyed
+    every bind parameter again on each webhook (~0.7 ms of CPU per insert)."""
+    key = (connection.dialect.name, name)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        statement = _STATEMENTS[key] = build()
+    return statement
 
 
 def insert_event(connection: Connection, event: dict[str, Any]) -> str | None:
@@ -127,28 +146,59 @@ def insert_event(connection: Connection, event: dict[str, Any]) -> str | None:
     None for a duplicate; else `"advanced"` if the message's status moved, `"kept"` if not.
     """
     now = utcnow()
-    statement = (
-        upsert(connection, events)
-        .values(**event, received_at=now)
-        .on_conflict_do_nothing(index_elements=["message_uuid", "status", "timestamp"])
-        .returning(events.c.id)
+    statement = _cached(
+        connection,
+        "insert_event",
+        lambda: (
+            upsert(connection, events)
+            .on_conflict_do_nothing(index_elements=["message_uuid", "status", "timestamp"])
+            .returning(events.c.id)
+        ),
     )
-    if connection.execute(statement).first() is None:
+    if connection.execute(statement, {**event, "received_at": now}).first() is None:
         return None
-    target = messages.c.message_uuid == event["message_uuid"]
-    if event.get("client_ref"):
+    by_client_ref = bool(event.get("client_ref"))
+    moved = connection.execute(
+        _ADVANCE_BY_EVENT[by_client_ref],
+        {
+            "target_uuid": event["message_uuid"],
+            "ref_id": event.get("client_ref"),
+            "below": statuses_below(event["status"]),
+            "new_status": event["status"],
+            "new_error": event.get("error") or None,
+            "now": now,
+        },
+    )
+    return "advanced" if moved.rowcount > 0 else "kept"
+
+
+def _advance_by_event(by_client_ref: bool):
+    """`_advance` for a status event, built once with bound parameters: the message
+    with the event's uuid (or, not yet linked, our id in its `client_ref`) moves
+    forward only, takes the event's error (or none) and is linked to the uuid."""
+    target = messages.c.message_uuid == bindparam("target_uuid")
+    if by_client_ref:
         target = or_(
             target,
             and_(
-                messages.c.id == event["client_ref"],
+                messages.c.id == bindparam("ref_id"),
                 messages.c.direction == "outbound",
                 messages.c.message_uuid.is_(None),
             ),
         )
-    moved = _advance(
-        connection, target, event["status"], event, now, link_uuid=event["message_uuid"]
+    return (
+        update(messages)
+        .where(target, messages.c.status.in_(bindparam("below", expanding=True)))
+        .values(
+            status=bindparam("new_status"),
+            updated_at=bindparam("now"),
+            error=bindparam("new_error", type_=messages.c.error.type),
+            message_uuid=func.coalesce(messages.c.message_uuid, bindparam("target_uuid")),
+        )
     )
-    return "advanced" if moved else "kept"
+
+
+_ADVANCE_BY_EVENT = {False: _advance_by_event(False), True: _advance_by_event(True)}
 
 
 def _advance(

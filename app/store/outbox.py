@@ -113,19 +113,43 @@ def disable_subscription(
     )
 
 
+_SUBSCRIBER_COLUMNS = (
+    subscriptions.c.id,
+    subscriptions.c.owner,
+    subscriptions.c.scope,
+    subscriptions.c.event_types,
+)
+# Built once with bound parameters: these run in every webhook's transaction, and
+# SQLAlchemy's compiled cache then serves them without rebuilding the statement.
+_SCOPE_ALL = select(*_SUBSCRIBER_COLUMNS).where(
+    subscriptions.c.disabled_at.is_(None), subscriptions.c.scope == "all"
+)
+_SCOPE_ALL_OR_OWNERS = select(*_SUBSCRIBER_COLUMNS).where(
+    subscriptions.c.disabled_at.is_(None),
+    or_(
+        subscriptions.c.scope == "all",
+        subscriptions.c.owner.in_(bindparam("owners", expanding=True)),
+    ),
+)
+_REPLY_OWNER = (
+    select(messages.c.owner)
+    .where(
+        messages.c.to_number == bindparam("number"),
+        messages.c.created_at >= bindparam("since"),
+        messages.c.direction == "outbound",
+        messages.c.owner.is_not(None),
+    )
+    .order_by(messages.c.created_at.desc())
+    .limit(1)
+)
+
+
 def active_subscribers(connection: Connection, owners: set[str]) -> list[dict[str, Any]]:
     """Enabled subscriptions of `owners`, and every enabled `scope: all` one."""
-    condition = subscriptions.c.scope == "all"
     if owners:
-        condition = or_(condition, subscriptions.c.owner.in_(sorted(owners)))
-    rows = connection.execute(
-        select(
-            subscriptions.c.id,
-            subscriptions.c.owner,
-            subscriptions.c.scope,
-            subscriptions.c.event_types,
-        ).where(subscriptions.c.disabled_at.is_(None), condition)
-    )
+        rows = connection.execute(_SCOPE_ALL_OR_OWNERS, {"owners": sorted(owners)})
+    else:
+        rows = connection.execute(_SCOPE_ALL)
     return [dict(row._mapping) for row in rows]
 
 
@@ -136,19 +160,11 @@ def reply_owner(
     connection: Connection, number: str, since: datetime, until: datetime | None = None
 ) -> str | None:
     """The key that most recently sent to `number` since `since` (and up to `until`)."""
-    condition = messages.c.created_at >= since
-    if until is not None:
-        condition = and_(condition, messages.c.created_at <= until)
+    if until is None:
+        return connection.execute(_REPLY_OWNER, {"number": number, "since": since}).scalar()
     return connection.execute(
-        select(messages.c.owner)
-        .where(
-            messages.c.to_number == number,
-            condition,
-            messages.c.direction == "outbound",
-            messages.c.owner.is_not(None),
-        )
-        .order_by(messages.c.created_at.desc())
-        .limit(1)
+        _REPLY_OWNER.where(messages.c.created_at <= bindparam("until")),
+        {"number": number, "since": since, "until": until},
     ).scalar()
 
 
@@ -169,16 +185,27 @@ def owners_texting(connection: Connection, number: str, until: datetime | None =
     return set(rows)
 
 
+def _message_for_status(by_client_ref: bool):
+    condition = messages.c.message_uuid == bindparam("message_uuid")
+    if by_client_ref:
+        condition = or_(
+            condition,
+            and_(messages.c.id == bindparam("client_ref"), messages.c.direction == "outbound"),
+        )
+    return select(messages).where(condition).limit(1)
+
+
+_MESSAGE_FOR_STATUS = {False: _message_for_status(False), True: _message_for_status(True)}
+
+
 def message_for_status(
     connection: Connection, message_uuid: str, client_ref: str | None
 ) -> dict[str, Any] | None:
     """The message a status event is about: by Vonage's uuid, or by our id in `client_ref`."""
-    condition = messages.c.message_uuid == message_uuid
-    if client_ref:
-        condition = or_(
-            condition, and_(messages.c.id == client_ref, messages.c.direction == "outbound")
-        )
-    row = connection.execute(select(messages).where(condition).limit(1)).first()
+    row = connection.execute(
+        _MESSAGE_FOR_STATUS[bool(client_ref)],
+        {"message_uuid": message_uuid, "client_ref": client_ref},
+    ).first()
     return dict(row._mapping) if row else None
 
 

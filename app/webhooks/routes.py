@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app import metrics
 from app.errors import Problem
-from app.extensions import settings, writing
+from app.extensions import settings, write_grouped
 from app.observability import annotate
 from app.sms import mask_number
 from app.webhooks import dead_letters, events, interpret
@@ -96,8 +96,9 @@ def _keep_dead_letter(letter: interpret.DeadLetter):
 
 def _store(store_event, parsed) -> bool:
     try:
-        with writing() as connection:
-            stored = store_event(connection, parsed)
+        # Webhooks arrive in bursts: they share commits (one fsync for the batch),
+        # and each is answered only once the commit holding it is durable.
+        stored = write_grouped(lambda connection: store_event(connection, parsed))
         g.webhook_duplicate = not stored
         return stored
     except SQLAlchemyError:

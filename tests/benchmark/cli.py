@@ -63,6 +63,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="webhooks,growth,send,events",
         help="comma-separated subset of: webhooks, growth, send, events",
     )
+    parser.add_argument(
+        "--postgres",
+        default=None,
+        metavar="URL",
+        help="also measure webhook ingest on this PostgreSQL server (SQLAlchemy URL; a fresh "
+        "database sms_benchmark is created on it and dropped afterwards)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, databases)")
     args = parser.parse_args(argv)
     if args.repeats < 2:
@@ -111,10 +118,10 @@ class Benchmark:
     def log(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
-    def service_env(self, database: Path) -> dict[str, str]:
+    def service_env(self, database: Path | str) -> dict[str, str]:
         return {
             "APP_ENV": "production",
-            "DATABASE_URL": f"sqlite:///{database}",
+            "DATABASE_URL": database if isinstance(database, str) else f"sqlite:///{database}",
             "API_KEYS": API_KEY,
             "VONAGE_APPLICATION_ID": APPLICATION_ID,
             "VONAGE_PRIVATE_KEY_PATH": str(self.key_path),
@@ -128,8 +135,10 @@ class Benchmark:
             "VONAGE_MAX_SENDS_PER_SECOND": "100000",
         }
 
-    def start_service(self, name: str, database: Path) -> int:
+    def start_service(self, name: str, database: Path | str) -> int:
         port = stack.free_port()
+        # The Procfile's order: release (migrate), then web.
+        stack.migrate(self.processes, self.service_env(database))
         stack.gunicorn(self.processes, name, SERVICE_APP, port, self.service_env(database))
         self.log(f"{name} up on 127.0.0.1:{port}")
         return port
@@ -142,7 +151,7 @@ class Benchmark:
         return int(math.ceil(expected))
 
     def webhook_run(
-        self, port: int, database: Path | None, kinds: tuple[str, ...], label: str
+        self, port: int, database: Path | str | None, kinds: tuple[str, ...], label: str
     ) -> dict[str, Any]:
         self.runs += 1
         path = self.workdir / "requests.bin"
@@ -154,7 +163,9 @@ class Benchmark:
             secret=SIGNATURE_SECRET,
             seed=self.runs,
         )
-        if database is not None and batch.status_targets:
+        if isinstance(database, str) and batch.status_targets:
+            seed.insert_messages_url(database, batch.status_targets)
+        elif database is not None and batch.status_targets:
             seed.insert_messages(str(database), batch.status_targets)
         result = loadgen.run(
             f"http://127.0.0.1:{port}",
@@ -180,14 +191,16 @@ class Benchmark:
         self.best_baseline_rps = max(self.best_baseline_rps, result["rps"])
         return result
 
-    def webhooks(self, baseline_port: int) -> dict[str, Any]:
-        database = self.workdir / "webhooks.db"
-        port = self.start_service("service-webhooks", database)
+    def webhooks(self, baseline_port: int, database: Path | str | None = None) -> dict[str, Any]:
+        """Each kind against the baseline; on SQLite, or on `database` (a PostgreSQL URL)."""
+        name = "service-webhooks" if database is None else "service-webhooks-postgres"
+        database = database or self.workdir / "webhooks.db"
+        port = self.start_service(name, database)
         runs: dict[str, list] = {"baseline": [], "inbound": [], "status": []}
         for _ in range(self.args.repeats):
             runs["baseline"].append(self.baseline_run(baseline_port))
             for kind in ("inbound", "status"):
-                runs[kind].append(self.webhook_run(port, database, (kind,), f"webhooks/{kind}"))
+                runs[kind].append(self.webhook_run(port, database, (kind,), f"{name}/{kind}"))
         base = report.summarize(runs["baseline"])
         out: dict[str, Any] = {"baseline": {"runs": runs["baseline"], "median": base}}
         for kind in ("inbound", "status"):
@@ -368,6 +381,9 @@ class Benchmark:
         self.baseline_run(baseline_port)
         if "webhooks" in self.args.only:
             results["webhooks"] = self.webhooks(baseline_port)
+            if self.args.postgres:
+                with seed.fresh_postgres(self.args.postgres, "sms_benchmark") as url:
+                    results["webhooks_postgres"] = self.webhooks(baseline_port, url)
         if "growth" in self.args.only:
             results["growth"] = self.growth()
         if "send" in self.args.only:

@@ -6,6 +6,7 @@ import random
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -95,3 +96,46 @@ def count_messages(database: str) -> int:
         return connection.execute("SELECT count(*) FROM messages").fetchone()[0]
     finally:
         connection.close()
+
+
+def insert_messages_url(url: str, messages: Iterable[dict[str, Any]]) -> int:
+    """The same rows through SQLAlchemy, for a PostgreSQL database."""
+    from sqlalchemy import create_engine, insert
+
+    from app.store.models import Message
+
+    rows = [dict(zip(COLUMNS, _row(message), strict=True)) for message in messages]
+    for row in rows:
+        row["created_at"] = row["updated_at"] = datetime.strptime(
+            row["created_at"], "%Y-%m-%d %H:%M:%S.%f"
+        )
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            for start in range(0, len(rows), CHUNK):
+                connection.execute(insert(Message.__table__), rows[start : start + CHUNK])
+    finally:
+        engine.dispose()
+    return len(rows)
+
+
+@contextmanager
+def fresh_postgres(server_url: str, name: str) -> Iterator[str]:
+    """A new, empty database `name` on the server of `server_url`, dropped afterwards."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url)
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    drop()
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    try:
+        yield url.set(database=name).render_as_string(False)
+    finally:
+        drop()

@@ -181,3 +181,19 @@ def simulator(
             cert.exists() and requests.get(url, verify=str(cert), timeout=2).status_code == 200
         ),
     )
+
+
+def migrate(processes: Processes, env: dict[str, str]) -> None:
+    """The Procfile's release phase (`flask --app app migrate`), bounded, for a database URL."""
+    log_path = processes.workdir / "migrate.log"
+    with log_path.open("wb") as log:
+        done = subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "app", "migrate"],
+            env=clean_env(**env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=120,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"migrate failed:\n{log_path.read_text(errors='replace')[-2000:]}")
