@@ -453,7 +453,8 @@ def _create_subscription() -> Schema:
             "422": _problem(
                 422,
                 "Invalid or refused `url` (https only in production; no loopback, private, "
-                "link-local or metadata address), unknown `events`, or a bad `scope`.",
+                "link-local or metadata address; no port 0 or IPv6 zone id), unknown "
+                "`events`, a bad `scope`, or the key already has 100 subscriptions.",
                 type="validation",
                 schema="ValidationProblem",
                 **VALIDATION_EXAMPLE,

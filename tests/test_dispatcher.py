@@ -15,7 +15,7 @@ from app.events.dispatcher import Dispatcher
 from app.store import outbox as outbox_store
 from app.store.dialect import utcnow
 from app.store.engine import write_transaction
-from tests.conftest import auth_headers
+from tests.conftest import OTHER_API_KEY, auth_headers
 from tests.receivers import Receiver, Reply
 from tests.test_send_sms import accepted
 from tests.test_webhooks import inbound_payload, status_payload
@@ -281,3 +281,86 @@ def test_a_lane_leased_by_another_dispatcher_is_left_alone(app, client, signed_w
 
     assert dispatcher(app).run_once() == 0
     assert receiver.received == []
+
+
+def test_another_keys_delete_leaves_the_subscription_and_its_deliveries(
+    app, client, signed_webhook, receiver
+):
+    subscription = subscribe(client, receiver.url, scope="all")
+    reply_from(client, signed_webhook)
+
+    response = client.delete(
+        f"/subscriptions/{subscription['id']}", headers=auth_headers(OTHER_API_KEY)
+    )
+
+    assert response.status_code == 404
+    [row] = deliveries(app)
+    assert row["status"] == "pending"
+    assert dispatcher(app).run_until_idle() == 1
+    assert len(receiver.received) == 1
+    assert deliveries(app)[0]["status"] == "delivered"
+
+
+class _Trickler:
+    """A raw 127.0.0.1 server that answers a byte at a time, never finishing in time."""
+
+    def __init__(self, head: bytes, trickle: bytes) -> None:
+        self._head, self._trickle = head, trickle
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}/hook"
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self._server.settimeout(10)
+        try:
+            connection, _ = self._server.accept()
+        except OSError:
+            return
+        with connection:
+            try:
+                connection.recv(65536)
+                connection.sendall(self._head)
+                for byte in self._trickle:
+                    if self._done.wait(0.05):
+                        break
+                    connection.sendall(bytes([byte]))
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._done.set()
+        self._server.close()
+        self._thread.join(timeout=10)
+
+
+@pytest.mark.parametrize(
+    "head, trickle",
+    [
+        (b"HTTP/1.1 200 OK\r\n", b"X-Slow: " + b"a" * 400 + b"\r\n\r\n"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 400\r\n\r\n", b"a" * 400),
+    ],
+    ids=["headers", "body"],
+)
+def test_an_attempt_trickled_past_its_deadline_is_a_timeout(head, trickle):
+    from app.events.transport import Endpoint
+
+    server = _Trickler(head, trickle)
+    try:
+        endpoint = Endpoint(server.url, https_only=False, allow_private=True, deadline=0.5)
+        answer = endpoint.post(b"{}", {})
+        endpoint.close()
+    finally:
+        server.close()
+
+    assert not answer.ok
+    assert (answer.status_code, answer.error) == (None, "timed out")
+
+
+def test_the_lease_outlives_the_longest_lane():
+    from app.events import dispatcher as module
+    from app.events.transport import TIMEOUT_SECONDS
+
+    longest = module.LANE_BUDGET_SECONDS + TIMEOUT_SECONDS + module.LEASE_MARGIN_SECONDS
+    assert module.LEASE_SECONDS > longest

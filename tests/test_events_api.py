@@ -82,6 +82,9 @@ def test_subscriptions_need_an_api_key(client):
         ({"events": ["*", "message.status"]}, "events"),
         ({"events": [1]}, "events"),
         ({"scope": "everyone"}, "scope"),
+        ({"url": "http://8.8.8.8:0/x"}, "url"),
+        ({"url": "http://[fe80::1%25eth0]/x"}, "url"),
+        ({"url": "http://[2001:db8::1%25eth0]/x"}, "url"),
         ({"secret": "mine"}, "secret"),
     ],
 )
@@ -125,6 +128,9 @@ def test_production_takes_https_urls_only(make_app):
         "http://2130706433/hook",
         "http://0177.0.0.1/hook",
         "http://100.64.0.1/hook",
+        "http://[fe80::1]/hook",
+        "http://[fe80::1%25eth0]/hook",
+        "http://8.8.8.8:0/hook",
     ],
 )
 def test_private_destinations_are_refused_at_subscribe(make_app, url):
@@ -262,6 +268,44 @@ def test_opt_out_and_back_in_go_to_the_keys_that_texted_the_number(
     assert events_of(client, OTHER_API_KEY) == []
 
 
+def test_opt_in_from_a_number_never_opted_out_is_no_event(
+    app, client, send, vonage_api, signed_webhook
+):
+    subscribe(client)
+    _send(send, vonage_api, ALICE, API_KEY)
+
+    signed_webhook("/webhooks/inbound", inbound_payload("Yes", sender=ALICE[1:]))
+
+    assert events_of(client, API_KEY, type="contact.opted_in") == []
+    assert count_rows(app, "opt_outs") == 0
+
+
+def test_a_second_stop_is_no_second_opted_out_event(app, client, send, vonage_api, signed_webhook):
+    subscribe(client, events=["contact.opted_out", "contact.opted_in"])
+    _send(send, vonage_api, ALICE, API_KEY)
+
+    signed_webhook("/webhooks/inbound", inbound_payload("STOP", sender=ALICE[1:]))
+    signed_webhook("/webhooks/inbound", inbound_payload("stop", sender=ALICE[1:]))
+
+    assert len(events_of(client, API_KEY, type="contact.opted_out")) == 1
+    assert count_rows(app, "opt_outs") == 1
+    assert count_rows(app, "deliveries") == 1
+
+
+def test_opt_out_events_reach_keys_that_texted_the_number_long_ago(
+    app, client, send, vonage_api, signed_webhook
+):
+    _send(send, vonage_api, ALICE, API_KEY)
+    with app.extensions["db"].begin() as connection:
+        connection.execute(
+            update(Message.__table__).values(created_at=utcnow() - timedelta(days=40))
+        )
+
+    signed_webhook("/webhooks/inbound", inbound_payload("STOP", sender=ALICE[1:]))
+
+    assert [e["type"] for e in events_of(client, API_KEY)] == ["contact.opted_out"]
+
+
 def test_a_duplicate_webhook_writes_no_second_event(client, send, vonage_api, signed_webhook):
     sent = _send(send, vonage_api, ALICE, API_KEY)
     payload = status_payload(sent["message_uuid"], "delivered")
@@ -326,7 +370,17 @@ def test_events_feed_filters_pages_and_validates(client, send, vonage_api, signe
     assert second["next_cursor"] is None
     assert all(e["status"] == "pending" for e in events_of(client, status="pending"))
     assert events_of(client, status="delivered") == []
-    for query in ("status=sent", "type=message.sent", "limit=0", "limit=201", "cursor=zz", "x=1"):
+    for query in (
+        "status=sent",
+        "type=message.sent",
+        "limit=0",
+        "limit=201",
+        "cursor=zz",
+        "x=1",
+        "type=message.status&type=bogus",
+        "status=pending&status=bogus",
+        "limit=1&limit=500",
+    ):
         response = client.get(f"/events?{query}", headers=auth_headers())
         assert response.status_code == 422, query
         assert response.content_type == "application/problem+json"
@@ -381,3 +435,75 @@ def test_other_channels_replies_are_message_received_with_their_channel(
     [event] = events_of(client, API_KEY)
     assert event["type"] == "message.received"
     assert event["data"]["channel"] == "whatsapp" and event["data"]["text"] == "Hi on WhatsApp"
+
+
+def test_status_of_a_message_known_only_by_webhooks_is_shown_as_get_shows_it(
+    client, signed_webhook
+):
+    subscribe(client, scope="all", events=["message.status"])
+    message_uuid = str(uuid.uuid4())
+
+    signed_webhook("/webhooks/status", status_payload(message_uuid, "delivered"))
+
+    [event] = events_of(client, type="message.status")
+    shown = client.get(f"/messages/{message_uuid}", headers=auth_headers()).get_json()
+    data = event["data"]
+    assert {k: v for k, v in data.items() if k != "events"} == {
+        k: v for k, v in shown.items() if k != "events"
+    }
+    assert data["created_at"] is not None and "price" in data and "channel" in data
+
+
+def test_redeliver_adds_own_scope_subscriptions_only_for_events_routed_to_the_key(
+    client, send, vonage_api, signed_webhook
+):
+    audit = subscribe(client, OTHER_API_KEY, scope="all", events=["message.received"]).get_json()
+    _send(send, vonage_api, ALICE, API_KEY)
+    signed_webhook("/webhooks/inbound", inbound_payload("Hi", sender=ALICE[1:]))
+    own = subscribe(client, OTHER_API_KEY).get_json()
+    mine = subscribe(client, API_KEY).get_json()
+    [theirs] = events_of(client, OTHER_API_KEY)
+    [routed] = events_of(client, API_KEY)
+
+    for key, event in ((OTHER_API_KEY, theirs), (API_KEY, routed)):
+        response = client.post(f"/events/{event['id']}/redeliver", headers=auth_headers(key))
+        assert response.status_code == 202
+
+    again = client.get(f"/events/{theirs['id']}", headers=auth_headers(OTHER_API_KEY)).get_json()
+    assert [d["subscription_id"] for d in again["deliveries"]] == [audit["id"]]
+    assert own["id"] not in [d["subscription_id"] for d in again["deliveries"]]
+    routed_again = client.get(f"/events/{routed['id']}", headers=auth_headers()).get_json()
+    assert [d["subscription_id"] for d in routed_again["deliveries"]] == [mine["id"]]
+
+
+def test_redeliver_of_routed_status_and_opt_out_events_adds_own_subscriptions(
+    client, send, vonage_api, signed_webhook
+):
+    sent = _send(send, vonage_api, ALICE, API_KEY)
+    signed_webhook("/webhooks/status", status_payload(sent["message_uuid"], "delivered"))
+    signed_webhook("/webhooks/inbound", inbound_payload("STOP", sender=ALICE[1:]))
+    mine = subscribe(client).get_json()
+    events = [e for e in events_of(client) if e["type"] != "message.received"]
+    assert sorted(e["type"] for e in events) == ["contact.opted_out", "message.status"]
+
+    for event in events:
+        response = client.post(f"/events/{event['id']}/redeliver", headers=auth_headers())
+        assert response.get_json()["deliveries"] == 1
+        again = client.get(f"/events/{event['id']}", headers=auth_headers()).get_json()
+        assert [d["subscription_id"] for d in again["deliveries"]] == [mine["id"]]
+
+
+def test_a_key_may_have_at_most_100_subscriptions(app, client, monkeypatch):
+    from app.events import routes
+
+    assert routes.MAX_SUBSCRIPTIONS_PER_KEY == 100
+    monkeypatch.setattr(routes, "MAX_SUBSCRIPTIONS_PER_KEY", 2)
+    assert subscribe(client).status_code == 201
+    assert subscribe(client).status_code == 201
+
+    response = subscribe(client)
+
+    assert response.status_code == 422
+    assert response.content_type == "application/problem+json"
+    assert count_rows(app, "subscriptions") == 2
+    assert subscribe(client, OTHER_API_KEY).status_code == 201

@@ -10,8 +10,9 @@ soon), so a slow or dead endpoint holds one thread and delays only its own
 events. Nothing waits in memory: a backlog stays in the
 database, however long an endpoint fails.
 
-The lease (`LEASE_SECONDS`) outlives any attempt that starts within the lane's
-budget (the HTTP timeout is 10 s to connect and 10 s to answer), so an
+The lease (`LEASE_SECONDS`) outlives the longest lane: an attempt starts only
+within the lane's budget and has a hard wall-clock limit (`TIMEOUT_SECONDS`,
+see `transport`), plus a margin for resolving the host and recording, so an
 attempt never runs twice at once; a dispatcher killed mid-delivery leaves a
 lease that expires, and the delivery is sent again with the same `webhook-id`.
 On SQLite one dispatcher runs per database (a file lock), and it clears stale
@@ -39,7 +40,7 @@ from app import metrics
 from app.config import Settings
 from app.events import signing
 from app.events.ssrf import UnsafeDestination
-from app.events.transport import Answer, Endpoint
+from app.events.transport import TIMEOUT_SECONDS, Answer, Endpoint
 from app.store import outbox as store
 from app.store.dialect import utcnow
 from app.store.engine import write_transaction
@@ -50,6 +51,10 @@ BATCH = 100
 LANE_BUDGET_SECONDS = 0.25
 ENDPOINT_TTL_SECONDS = 30.0
 LEASE_SECONDS = 60.0
+# Resolving the host (DNS) before the first attempt, and recording the outcomes.
+LEASE_MARGIN_SECONDS = 30.0
+if LEASE_SECONDS <= LANE_BUDGET_SECONDS + TIMEOUT_SECONDS + LEASE_MARGIN_SECONDS:
+    raise RuntimeError("LEASE_SECONDS must outlive the longest lane")
 POLL_SECONDS = 0.1
 MAX_RETRY_AFTER_SECONDS = 86400.0
 

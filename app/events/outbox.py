@@ -8,8 +8,9 @@ Who receives what:
 - `message.status`: the key that sent the message;
 - `message.received`: the key that most recently sent to that number within
   `REPLY_ROUTING_DAYS`;
-- `contact.opted_out` / `contact.opted_in`: every key that texted the number
-  within that window;
+- `contact.opted_out` / `contact.opted_in`: every key that texted the number,
+  however long ago (the window is for replies only), and only when the
+  opt-out really changed;
 - a `scope: all` subscription: every event of its types, owned or not.
 One event row is written per receiving key (its `webhook-id`), and one
 delivery per subscription that takes the event's type.
@@ -24,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from app.api.history import event_json, iso, message_json
+from app.api.history import event_json, iso, known_only_by_events, message_json
 from app.store import outbox as store
 from app.store.dialect import utcnow
 
@@ -86,7 +87,7 @@ def contact_changed(
 ) -> int:
     """After an opt-out or opt-in: an event for every key that texted the number."""
     now = utcnow()
-    owners = store.owners_texting(connection, number, _routing_since(now))
+    owners = store.owners_texting(connection, number)
     data = {
         "number": number,
         "opted_out": opted_out,
@@ -94,6 +95,22 @@ def contact_changed(
         "changed_at": iso(now),
     }
     return _record(connection, OPTED_OUT if opted_out else OPTED_IN, owners, lambda: data, now)
+
+
+def routed_to_owner(connection: Connection, event: dict[str, Any]) -> bool:
+    """Whether routing chose the event's key (not only its `scope: all` subscriptions).
+
+    Derived again as `_record`'s callers did, from what was stored up to the event.
+    """
+    data = json.loads(event["body"])["data"]
+    at, owner = event["created_at"], event["owner"]
+    if event["type"] == MESSAGE_STATUS:
+        message = store.message_for_status(connection, data["message_uuid"], data.get("id"))
+        return message is not None and message.get("owner") == owner
+    if event["type"] == MESSAGE_RECEIVED:
+        since = at - timedelta(days=_reply_routing_days())
+        return store.reply_owner(connection, data["from"], since, until=at) == owner
+    return owner in store.owners_texting(connection, data["number"], until=at)
 
 
 def _record(connection: Connection, event_type: str, owners: set[str], data, now) -> int:
@@ -133,7 +150,10 @@ def new_event_id() -> str:
 
 
 def _message_data(message: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
-    data = message_json(message)
+    return _with_history(message_json(message), history)
+
+
+def _with_history(data: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
     data["events"] = [event_json(event) for event in history]
     return data
 
@@ -141,20 +161,5 @@ def _message_data(message: dict[str, Any], history: list[dict[str, Any]]) -> dic
 def _unknown_message_data(
     status_event: dict[str, Any], history: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """A message this service did not send (or not yet): what its status events tell."""
-    return {
-        "id": None,
-        "message_uuid": status_event["message_uuid"],
-        "direction": "outbound",
-        "from": None,
-        "to": None,
-        "text": None,
-        "status": status_event["status"],
-        "segments": status_event.get("segments"),
-        "encoding": None,
-        "client_ref": None,
-        "error": status_event.get("error"),
-        "created_at": None,
-        "updated_at": None,
-        "events": [event_json(event) for event in history],
-    }
+    """A message this service did not send (or not yet): as GET /messages/<uuid> shows it."""
+    return _with_history(known_only_by_events(status_event["message_uuid"], history), history)

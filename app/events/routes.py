@@ -15,8 +15,8 @@ from flask import Blueprint, g, jsonify, request, url_for
 from app.api import history
 from app.api.auth import require_api_key
 from app.api.schemas import json_object
-from app.errors import Problem
-from app.events import schemas, signing
+from app.errors import Problem, validation_problem
+from app.events import outbox, schemas, signing
 from app.extensions import reading, settings, writing
 from app.store import outbox as store
 from app.store.dialect import utcnow
@@ -24,6 +24,9 @@ from app.store.dialect import utcnow
 bp = Blueprint("events", __name__)
 
 ROTATION_OVERLAP = timedelta(hours=24)
+# Each subscription is a lane, a row probed on every dispatcher loop and an
+# endpoint kept open: a key may not make them without end.
+MAX_SUBSCRIPTIONS_PER_KEY = 100
 
 
 @bp.before_request
@@ -74,6 +77,9 @@ def create_subscription():
         "created_at": utcnow(),
     }
     with writing() as connection:
+        if store.count_subscriptions(connection, g.api_key_id) >= MAX_SUBSCRIPTIONS_PER_KEY:
+            message = f"this key already has {MAX_SUBSCRIPTIONS_PER_KEY} subscriptions"
+            raise validation_problem([{"field": "subscriptions", "message": message}])
         store.insert_subscription(connection, row)
     response = jsonify(subscription_json(row, secret=row["secret"]))
     response.headers["Location"] = url_for(".get_subscription", subscription_id=row["id"])
@@ -186,8 +192,12 @@ def get_event(event_id: str):
 
 @bp.post("/events/<event_id>/redeliver")
 def redeliver(event_id: str):
-    """Queue the event again for each of the key's enabled subscriptions that take its type."""
+    """Queue the event again for each of the key's enabled subscriptions that take its type.
+
+    `scope: own` ones only when the event reached the key by routing, not only by `scope: all`.
+    """
     with writing() as connection:
         row = _own_event(connection, event_id)
-        queued = store.redeliver_event(connection, row, utcnow())
+        routed = outbox.routed_to_owner(connection, row)
+        queued = store.redeliver_event(connection, row, utcnow(), routed=routed)
     return jsonify(id=row["id"], status="pending" if queued else "none", deliveries=queued), 202

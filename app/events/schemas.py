@@ -74,6 +74,9 @@ def parse_event_query(args) -> tuple[store.EventFilter, int, Any]:
     errors: list[dict[str, str]] = []
     for name in sorted(set(args) - {"type", "status", "limit", "cursor"}):
         errors.append({"field": name, "message": "is not a known filter"})
+    for name in sorted({"type", "status", "limit", "cursor"} & set(args)):
+        if len(args.getlist(name)) > 1:
+            errors.append({"field": name, "message": "must be given once"})
     event_type = args.get("type")
     if event_type is not None and event_type not in EVENT_TYPES:
         errors.append({"field": "type", "message": "must be one of " + ", ".join(EVENT_TYPES)})

@@ -52,7 +52,11 @@ def parse_url(url: object, *, https_only: bool) -> Destination:
         raise UnsafeDestination("must not carry credentials")
     if parts.fragment:
         raise UnsafeDestination("must not have a fragment")
+    if port == 0:
+        raise UnsafeDestination("must have a port from 1 to 65535")
     host = parts.hostname.lower().rstrip(".")
+    if "%" in host:
+        raise UnsafeDestination("must not carry an IPv6 zone id")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Destination(parts.scheme, host, port or (443 if parts.scheme == "https" else 80), path)
 
@@ -68,10 +72,23 @@ def _blocked_name(host: str) -> bool:
     return host in _BLOCKED_NAMES or host.endswith(".localhost")
 
 
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
 def resolve(destination: Destination, *, allow_private: bool) -> str:
     """The one address to connect to; every address the host resolves to is checked."""
     if not allow_private and _blocked_name(destination.host):
         raise UnsafeDestination("resolves to a loopback or metadata address")
+    literal = _ip_literal(destination.host)
+    if literal is not None:
+        # An address needs no DNS: judged as written, never "unresolvable".
+        if not allow_private and forbidden(literal):
+            raise UnsafeDestination("is a loopback, private, link-local or metadata address")
+        return str(literal)
     try:
         infos = socket.getaddrinfo(
             destination.host, destination.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP

@@ -5,12 +5,19 @@ and the connection goes to that address, with the original `Host` header and,
 for https, the original name for SNI and certificate verification. Redirects
 are never followed, proxies from the environment are ignored (they would
 connect elsewhere), and at most 64 KiB of an answer is read.
+
+An attempt has a wall-clock limit (`TIMEOUT_SECONDS`) from connect to the last
+byte read: `requests`' timeout restarts on every read, so a server trickling
+header or body bytes could hold an attempt for ever. A watchdog timer shuts
+the socket down at the deadline and the attempt counts as a timeout (retried).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +25,7 @@ from email.utils import parsedate_to_datetime
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from app.events.ssrf import Destination, parse_url, resolve
 
@@ -39,32 +47,109 @@ class Answer:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+class _Connections:
+    """The connections a pool made, so a watchdog can cut the one in use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made: list = []
+
+    def add(self, connection) -> None:
+        with self._lock:
+            self._made = [*(c for c in self._made if c.sock is not None), connection]
+
+    def cut(self) -> None:
+        """Shut every live socket down: a read blocked on it returns at once."""
+        with self._lock:
+            made = list(self._made)
+        for connection in made:
+            sock = connection.sock
+            if sock is not None:
+                try:
+                    # socket.socket's own shutdown: for TLS too, without touching
+                    # the SSL object the sending thread is using.
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def _tracked(pool_class: type, connections: _Connections) -> type:
+    class Tracked(pool_class):
+        def _new_conn(self):
+            connection = super()._new_conn()
+            connections.add(connection)
+            return connection
+
+    return Tracked
+
+
 class _PinnedAdapter(HTTPAdapter):
     """Verifies the certificate against, and sends SNI for, the URL's host name."""
 
-    def __init__(self, hostname: str) -> None:
+    def __init__(self, hostname: str, connections: _Connections) -> None:
         self._hostname = hostname
+        self._connections = connections
         super().__init__(pool_connections=1, pool_maxsize=1, max_retries=0)
 
     def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
         pool_kwargs.update(server_hostname=self._hostname, assert_hostname=self._hostname)
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _tracked(HTTPConnectionPool, self._connections),
+            "https": _tracked(HTTPSConnectionPool, self._connections),
+        }
 
 
 class Endpoint:
     """A subscriber's URL, resolved and checked once, with a keep-alive connection."""
 
-    def __init__(self, url: str, *, https_only: bool, allow_private: bool) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        https_only: bool,
+        allow_private: bool,
+        deadline: float = TIMEOUT_SECONDS,
+    ) -> None:
         destination = parse_url(url, https_only=https_only)
         address = resolve(destination, allow_private=allow_private)
         self._target = _target_url(destination, address)
         self._host_header = _host_header(destination)
+        self._deadline = deadline
+        self._connections = _Connections()
         self._session = requests.Session()
         self._session.trust_env = False
         self._session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or True
-        self._session.mount(f"{destination.scheme}://", _PinnedAdapter(destination.host))
+        adapter = _PinnedAdapter(destination.host, self._connections)
+        self._session.mount(f"{destination.scheme}://", adapter)
 
     def post(self, body: bytes, headers: dict[str, str]) -> Answer:
+        """One attempt, over within `deadline` seconds whatever the server does."""
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            self._connections.cut()
+
+        watchdog = threading.Timer(self._deadline, expire)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            answer = self._post(body, headers)
+        except Exception:
+            if not expired.is_set():
+                raise
+            answer = None
+        finally:
+            watchdog.cancel()
+        if expired.is_set():
+            # Cut mid-answer: the server may have been sent the event, but it
+            # did not answer in time, so it is retried (same webhook-id).
+            self._session.close()
+            return Answer(None, error="timed out")
+        return answer
+
+    def _post(self, body: bytes, headers: dict[str, str]) -> Answer:
         started = time.monotonic()
         all_headers = {
             **headers,
@@ -77,11 +162,11 @@ class Endpoint:
                 self._target,
                 data=body,
                 headers=all_headers,
-                timeout=TIMEOUT_SECONDS,
+                timeout=self._deadline,
                 allow_redirects=False,
                 stream=True,
             ) as response:
-                _drain(response, started)
+                _drain(response, started, self._deadline)
                 return Answer(response.status_code, _retry_after(response.headers))
         except requests.Timeout:
             return Answer(None, error="timed out")
@@ -94,12 +179,12 @@ class Endpoint:
         self._session.close()
 
 
-def _drain(response: requests.Response, started: float) -> None:
-    """Read a little of the answer (so the connection can be reused), within the timeout."""
+def _drain(response: requests.Response, started: float, deadline: float) -> None:
+    """Read a little of the answer (so the connection can be reused), within the deadline."""
     read = 0
     for chunk in response.iter_content(8192):
         read += len(chunk)
-        if read > MAX_ANSWER_BYTES or time.monotonic() - started > TIMEOUT_SECONDS:
+        if read > MAX_ANSWER_BYTES or time.monotonic() - started > deadline:
             break
 
 

@@ -36,6 +36,11 @@ def insert_subscription(connection: Connection, row: dict[str, Any]) -> None:
     connection.execute(subscriptions.insert().values(**row))
 
 
+def count_subscriptions(connection: Connection, owner: str) -> int:
+    query = select(func.count()).where(subscriptions.c.owner == owner)
+    return connection.execute(query).scalar_one()
+
+
 def list_subscriptions(connection: Connection, owner: str) -> list[dict[str, Any]]:
     rows = connection.execute(
         select(subscriptions)
@@ -57,8 +62,14 @@ def get_subscription(
 
 
 def delete_subscription(connection: Connection, owner: str, subscription_id: str) -> bool:
-    """Its deliveries go with it (the events stay in the owner's feed)."""
-    connection.execute(delete(deliveries).where(deliveries.c.subscription_id == subscription_id))
+    """Its deliveries go with it (the events stay in the owner's feed).
+
+    Only the owner's: another key's id deletes nothing, not even deliveries.
+    """
+    owned = select(subscriptions.c.id).where(
+        subscriptions.c.id == subscription_id, subscriptions.c.owner == owner
+    )
+    connection.execute(delete(deliveries).where(deliveries.c.subscription_id.in_(owned)))
     result = connection.execute(
         delete(subscriptions).where(
             subscriptions.c.id == subscription_id, subscriptions.c.owner == owner
@@ -145,18 +156,27 @@ def active_subscribers(connection: Connection, owners: set[str]) -> list[dict[st
 # Routing ---------------------------------------------------------------------
 
 
-def reply_owner(connection: Connection, number: str, since: datetime) -> str | None:
-    """The key that most recently sent to `number` since `since`."""
-    return connection.execute(_REPLY_OWNER, {"number": number, "since": since}).scalar()
+def reply_owner(
+    connection: Connection, number: str, since: datetime, until: datetime | None = None
+) -> str | None:
+    """The key that most recently sent to `number` since `since` (and up to `until`)."""
+    if until is None:
+        return connection.execute(_REPLY_OWNER, {"number": number, "since": since}).scalar()
+    return connection.execute(
+        _REPLY_OWNER.where(messages.c.created_at <= bindparam("until")),
+        {"number": number, "since": since, "until": until},
+    ).scalar()
 
 
-def owners_texting(connection: Connection, number: str, since: datetime) -> set[str]:
-    """Every key that sent to `number` since `since`."""
+def owners_texting(connection: Connection, number: str, until: datetime | None = None) -> set[str]:
+    """Every key that ever sent to `number` (of the messages still kept), up to `until`."""
+    condition = messages.c.to_number == number
+    if until is not None:
+        condition = and_(condition, messages.c.created_at <= until)
     rows = connection.execute(
         select(messages.c.owner)
         .where(
-            messages.c.to_number == number,
-            messages.c.created_at >= since,
+            condition,
             messages.c.direction == "outbound",
             messages.c.owner.is_not(None),
         )
@@ -300,19 +320,26 @@ def reset_deliveries(connection: Connection, condition, now: datetime) -> int:
     return result.rowcount
 
 
-def redeliver_event(connection: Connection, event: dict[str, Any], now: datetime) -> int:
-    """Every delivery of the event again, and one to each matching subscription it lacks."""
+def redeliver_event(
+    connection: Connection, event: dict[str, Any], now: datetime, *, routed: bool
+) -> int:
+    """Every delivery of the event again, and one to each matching subscription it lacks.
+
+    A `scope: own` subscription matches only when routing chose the key
+    (`routed`); otherwise the key has the event only through `scope: all`.
+    """
     reset = reset_deliveries(connection, deliveries.c.event_id == event["id"], now)
     have = set(
         connection.execute(
             select(deliveries.c.subscription_id).where(deliveries.c.event_id == event["id"])
         ).scalars()
     )
-    rows = connection.execute(
-        select(subscriptions.c.id, subscriptions.c.event_types).where(
-            subscriptions.c.owner == event["owner"], subscriptions.c.disabled_at.is_(None)
-        )
+    query = select(subscriptions.c.id, subscriptions.c.event_types).where(
+        subscriptions.c.owner == event["owner"], subscriptions.c.disabled_at.is_(None)
     )
+    if not routed:
+        query = query.where(subscriptions.c.scope == "all")
+    rows = connection.execute(query)
     added = [
         new_delivery(event["id"], row.id, now)
         for row in rows

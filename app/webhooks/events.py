@@ -193,12 +193,13 @@ def record_opt_out_change(connection: Connection, message: dict[str, Any]) -> st
         return None
     number = message["from_number"]
     if change == OPT_OUT:
-        guards.opt_out(connection, number, message["message_uuid"])
+        changed = guards.opt_out(connection, number, message["message_uuid"])
     else:
-        guards.opt_in(connection, number)
-    outbox.contact_changed(
-        connection, number, opted_out=change == OPT_OUT, message_uuid=message["message_uuid"]
-    )
+        changed = guards.opt_in(connection, number)
+    if changed:
+        outbox.contact_changed(
+            connection, number, opted_out=change == OPT_OUT, message_uuid=message["message_uuid"]
+        )
     metrics.OPT_OUTS.labels(change).inc()
     return change
 
