@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.benchmark import events, loadgen, payloads, report, seed, stack
+from tests.integration.conftest import fresh_postgres_database
 
 API_KEY = "benchmark-api-key-0123456789abcdef"
 SIGNATURE_SECRET = "benchmark-signature-secret-0123456789abcdef"
@@ -382,7 +383,7 @@ class Benchmark:
         if "webhooks" in self.args.only:
             results["webhooks"] = self.webhooks(baseline_port)
             if self.args.postgres:
-                with seed.fresh_postgres(self.args.postgres, "sms_benchmark") as url:
+                with fresh_postgres_database(self.args.postgres, "sms_benchmark") as url:
                     results["webhooks_postgres"] = self.webhooks(baseline_port, url)
         if "growth" in self.args.only:
             results["growth"] = self.growth()

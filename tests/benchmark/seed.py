@@ -6,7 +6,6 @@ import random
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -117,25 +116,3 @@ def insert_messages_url(url: str, messages: Iterable[dict[str, Any]]) -> int:
     finally:
         engine.dispose()
     return len(rows)
-
-
-@contextmanager
-def fresh_postgres(server_url: str, name: str) -> Iterator[str]:
-    """A new, empty database `name` on the server of `server_url`, dropped afterwards."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(server_url)
-    admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
-
-    def drop() -> None:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-    drop()
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {name}")
-    try:
-        yield url.set(database=name).render_as_string(False)
-    finally:
-        drop()
