@@ -455,7 +455,9 @@ def dead_letters_reprocess_command(ids: tuple[int, ...], every: bool) -> None:
             click.echo(f"#{row['id']} already reprocessed ({row['outcome']})")
             continue
         with writing() as connection:
-            outcome = dead_letters.reprocess(connection, row)
+            outcome, stored = dead_letters.reprocess(connection, row)
+        if stored is not None:
+            stored.count()
         if outcome in ("stored", "duplicate"):
             click.echo(f"#{row['id']} {outcome}")
         else:

@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlalchemy import Connection
 
 from app.sending.budget import hold_seconds
-from app.store import guards
+from app.store import daily_count
 from app.store import messages as store
 from app.store.dialect import utcnow
 
@@ -37,7 +37,7 @@ def give_back_slots(connection: Connection, config, settled: list[store.Settled]
         return
     for row in settled:
         if row.status == "failed":
-            guards.give_back_daily_slot(connection, row.created_at.date())
+            daily_count.give_back_daily_slot(connection, row.created_at.date())
 
 
 _sweep_lock = threading.Lock()

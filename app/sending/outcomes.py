@@ -21,7 +21,7 @@ from app.failures import Failure
 from app.sending.budget import Budget
 from app.sending.request import SendRequest, SendResult
 from app.status import message_error
-from app.store import guards
+from app.store import daily_count, idempotency
 from app.store import messages as store
 from app.store.deferred import DeferredWrites
 from app.store.engine import write_transaction
@@ -83,7 +83,7 @@ class Outcomes:
         def record(connection: Connection) -> None:
             store.mark_sent(connection, message.id, sent.message_uuid)
             if claim is not None:
-                guards.complete_idempotency_key(
+                idempotency.complete_idempotency_key(
                     connection, claim.owner, claim.key, 202, json.dumps(body)
                 )
 
@@ -99,7 +99,7 @@ class Outcomes:
         def record(connection: Connection) -> None:
             store.mark_outcome(connection, message.id, "unknown", error)
             if claim is not None:
-                guards.complete_idempotency_key(
+                idempotency.complete_idempotency_key(
                     connection, claim.owner, claim.key, problem["status"], json.dumps(problem)
                 )
 
@@ -123,13 +123,13 @@ class Outcomes:
         def record(connection: Connection) -> None:
             store.mark_outcome(connection, message.id, "failed", error)
             if daily_limit:
-                guards.give_back_daily_slot(connection, message.day)
+                daily_count.give_back_daily_slot(connection, message.day)
             if claim is not None and final:
-                guards.complete_idempotency_key(
+                idempotency.complete_idempotency_key(
                     connection, claim.owner, claim.key, problem["status"], json.dumps(problem)
                 )
             elif claim is not None:
-                guards.release_idempotency_key(connection, claim.owner, claim.key)
+                idempotency.release_idempotency_key(connection, claim.owner, claim.key)
 
         self._write(f"failed {message.id}", record, attempt.budget)
         log.warning("sms not sent", extra={"message_id": message.id, "outcome": "failed"})
@@ -139,7 +139,7 @@ class Outcomes:
         """Free the key; if storage fails, the claim lapses after its hold instead."""
         try:
             with write_transaction(self._engine, budget.seconds) as connection:
-                guards.release_idempotency_key(connection, claim.owner, claim.key)
+                idempotency.release_idempotency_key(connection, claim.owner, claim.key)
         except STORAGE_ERRORS:
             log.warning("idempotency key not released; it lapses after its hold")
 

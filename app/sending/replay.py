@@ -19,7 +19,7 @@ from app.sending.failures import (
 from app.sending.outcomes import Claim, Describe
 from app.sending.request import SendResult
 from app.status import VONAGE_STATUSES
-from app.store import guards
+from app.store import idempotency
 from app.store import messages as store
 from app.store.dialect import utcnow
 from app.store.engine import write_transaction
@@ -35,7 +35,9 @@ class Replays:
             describe(VonageRefused(""))["type"]: VonageRefused.outcome,
         }
 
-    def answer(self, replay: guards.IdempotentReplay, body_hash: str, claim: Claim) -> SendResult:
+    def answer(
+        self, replay: idempotency.IdempotentReplay, body_hash: str, claim: Claim
+    ) -> SendResult:
         if replay.request_hash != body_hash:
             raise IdempotencyKeyReused(claim.key)
         if replay.response_status is None:
@@ -72,5 +74,5 @@ class Replays:
         if row is not None and row["status"] == "unknown":
             raise AbandonedOutcomeUnknown(message_id)
         with write_transaction(self._engine) as connection:
-            guards.release_idempotency_key(connection, claim.owner, claim.key)
+            idempotency.release_idempotency_key(connection, claim.owner, claim.key)
         raise SendInterrupted(message_id)

@@ -33,7 +33,7 @@ from app.sending.failures import (
 from app.sending.outcomes import STORAGE_ERRORS, Attempt, Claim, Describe, Message, Outcomes
 from app.sending.replay import Replays
 from app.sending.request import SendRequest, SendResult, request_hash
-from app.store import guards
+from app.store import daily_count, idempotency, opt_outs
 from app.store import messages as store
 from app.store.deferred import DeferredWrites
 from app.store.engine import write_transaction
@@ -94,7 +94,9 @@ class Sender:
             body_hash = request_hash(request.canonical())
             hold = timedelta(seconds=hold_seconds(self.settings))
             with write_transaction(self._engine) as connection:
-                replay = guards.claim_idempotency_key(connection, owner, claim.key, body_hash, hold)
+                replay = idempotency.claim_idempotency_key(
+                    connection, owner, claim.key, body_hash, hold
+                )
             if replay is not None:
                 return self._replays.answer(replay, body_hash, claim)
 
@@ -110,7 +112,7 @@ class Sender:
 
     def _refuse_opted_out(self, number: str) -> None:
         with self._engine.connect().execution_options(readonly=True) as connection:
-            if guards.is_opted_out(connection, number):
+            if opt_outs.is_opted_out(connection, number):
                 raise OptedOut(number)
 
     def _create_message(
@@ -124,7 +126,7 @@ class Sender:
             row = store.insert_outbound(
                 connection, _outbound_row(message_id, request, owner, config)
             )
-            if claim is not None and not guards.link_idempotency_key(
+            if claim is not None and not idempotency.link_idempotency_key(
                 connection, claim.owner, claim.key, message_id
             ):
                 # This request outlived its hold (a frozen process): another may own the key.
@@ -134,7 +136,7 @@ class Sender:
 
     def _take_daily_slot(self, connection: Connection, today) -> None:
         limit = self.settings.send_sms_daily_limit
-        if limit and not guards.take_daily_slot(connection, today, limit):
+        if limit and not daily_count.take_daily_slot(connection, today, limit):
             raise DailyLimitReached(limit, _seconds_to_utc_midnight())
 
     def _deliver(self, attempt: Attempt) -> SendResult:

@@ -120,6 +120,7 @@ def inbound():
     message = message.parsed
     with _storage_failure_answered():
         stored = write_grouped(lambda connection: events.store_inbound(connection, message))
+    stored.count()
     _count("stored" if stored else "duplicate")
     annotate(
         message_uuid=message["message_uuid"],
@@ -138,6 +139,7 @@ def status():
     event = event.parsed
     with _storage_failure_answered():
         stored = write_grouped(lambda connection: events.store_status(connection, event))
+    stored.count()
     _count("stored" if stored else "duplicate")
     annotate(
         message_uuid=event["message_uuid"], message_status=event["status"], duplicate=not stored
