@@ -28,7 +28,7 @@ def test_database_down_is_503_and_nothing_sent(app, send, vonage_api, monkeypatc
     def broken(*args, **kwargs):
         raise OperationalError("SELECT", {}, Exception("could not connect"))
 
-    monkeypatch.setattr("app.store.guards.is_opted_out", broken)
+    monkeypatch.setattr("app.store.opt_outs.is_opted_out", broken)
     response = send({"to": TO, "text": "Hi"})
     assert response.status_code == 503
     assert response.json["type"].endswith("dependency-unavailable")

@@ -51,12 +51,12 @@ def test_idempotency_keys_are_scoped_per_api_key(send, vonage_api):
 def test_idempotency_key_in_flight_is_409(app, send, vonage_api):
     from app.api.auth import fingerprint
     from app.sending import request_hash
-    from app.store import guards
+    from app.store import idempotency
 
     payload = {"to": TO, "text": "Hi"}
     canonical = {"to": TO.removeprefix("+"), "text": "Hi", "client_ref": None}
     with app.extensions["db"].begin() as connection:
-        guards.claim_idempotency_key(
+        idempotency.claim_idempotency_key(
             connection, fingerprint(API_KEY), "busy", request_hash(canonical)
         )
 
@@ -171,13 +171,13 @@ def test_expired_idempotency_keys_are_purged_and_reusable(app, send, vonage_api)
 
 
 def test_a_retry_after_an_opt_out_replays_the_first_answer(app, send, vonage_api):
-    from app.store import guards
+    from app.store import opt_outs
 
     accepted(vonage_api)
     headers = {"Idempotency-Key": "sent-before-stop"}
     first = send({"to": TO, "text": "Hi"}, headers=headers)
     with app.extensions["db"].begin() as connection:
-        guards.opt_out(connection, "14155550100", None)
+        opt_outs.opt_out(connection, "14155550100", None)
 
     retry = send({"to": TO, "text": "Hi"}, headers=headers)
 
@@ -187,10 +187,10 @@ def test_a_retry_after_an_opt_out_replays_the_first_answer(app, send, vonage_api
 
 
 def test_opted_out_with_a_key_releases_it(app, send, vonage_api):
-    from app.store import guards
+    from app.store import opt_outs
 
     with app.extensions["db"].begin() as connection:
-        guards.opt_out(connection, "14155550100", None)
+        opt_outs.opt_out(connection, "14155550100", None)
     response = send({"to": TO, "text": "Hi"}, headers={"Idempotency-Key": "refused"})
     assert response.status_code == 422
     assert count_rows(app, "idempotency_keys") == 0

@@ -4,10 +4,10 @@ from tests.support import MESSAGES_URL, TO, accepted, auth_headers, count_rows
 
 
 def test_opted_out_recipient_is_refused(app, send, vonage_api):
-    from app.store import guards
+    from app.store import opt_outs
 
     with app.extensions["db"].begin() as connection:
-        guards.opt_out(connection, "14155550100", None)
+        opt_outs.opt_out(connection, "14155550100", None)
 
     response = send({"to": TO, "text": "Hi"})
 
