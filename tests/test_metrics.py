@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from app import metrics
-from tests.conftest import API_KEY, MESSAGES_URL, auth_headers
+from tests.support import API_KEY, MESSAGES_URL, auth_headers
 
 OUTCOMES = (
     "submitted",
