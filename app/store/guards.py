@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from app.store.dialect import upsert, utcnow
 from app.store.models import DailySendCount, IdempotencyKey, OptOut
@@ -19,8 +19,11 @@ DEFAULT_HOLD = timedelta(seconds=60)
 
 
 def is_opted_out(connection: Connection, number: str) -> bool:
-    query = select(opt_outs.c.number).where(opt_outs.c.number == number)
-    return connection.execute(query).first() is not None
+    return connection.execute(_OPTED_OUT, {"number": number}).first() is not None
+
+
+# Built once: every send asks, and a rebuilt select is keyed again each time.
+_OPTED_OUT = select(opt_outs.c.number).where(opt_outs.c.number == bindparam("number"))
 
 
 def opt_out(connection: Connection, number: str, message_uuid: str | None) -> bool:
