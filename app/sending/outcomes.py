@@ -24,7 +24,7 @@ from app.status import message_error
 from app.store import daily_count, idempotency
 from app.store import messages as store
 from app.store.deferred import DeferredWrites
-from app.store.engine import write_transaction
+from app.store.engine import grouped_write, write_transaction
 from app.vonage_client import SentMessage
 
 log = logging.getLogger("app.sending")
@@ -146,7 +146,6 @@ class Outcomes:
     def _write(self, what: str, write: Callable[[Connection], None], budget: Budget) -> None:
         """Write now if storage answers within the budget, else later: the answer stands."""
         try:
-            with write_transaction(self._engine, budget.seconds) as connection:
-                write(connection)
+            grouped_write(self._engine, write, timeout=budget.seconds)
         except STORAGE_ERRORS:
             self._deferred.defer(what, write)

@@ -36,7 +36,7 @@ from app.sending.request import SendRequest, SendResult, request_hash
 from app.store import daily_count, idempotency, opt_outs
 from app.store import messages as store
 from app.store.deferred import DeferredWrites
-from app.store.engine import write_transaction
+from app.store.engine import grouped_write
 from app.throttle import Busy, InFlightCap, NoSlot, SendThrottle, ThrottleStorageFailed
 from app.vonage_client import SentMessage, VonageClient, VonageError, VonageRejected, VonageTimeout
 
@@ -93,10 +93,12 @@ class Sender:
             # that answer, even if the recipient has opted out since.
             body_hash = request_hash(request.canonical())
             hold = timedelta(seconds=hold_seconds(self.settings))
-            with write_transaction(self._engine) as connection:
-                replay = idempotency.claim_idempotency_key(
+            replay = grouped_write(
+                self._engine,
+                lambda connection: idempotency.claim_idempotency_key(
                     connection, owner, claim.key, body_hash, hold
-                )
+                ),
+            )
             if replay is not None:
                 return self._replays.answer(replay, body_hash, claim)
 
@@ -121,7 +123,8 @@ class Sender:
         config = self.settings
         message_id = str(uuid.uuid4())
         today = datetime.now(UTC).date()
-        with write_transaction(self._engine, budget.remaining()) as connection:
+
+        def create(connection: Connection) -> dict:
             self._take_daily_slot(connection, today)
             row = store.insert_outbound(
                 connection, _outbound_row(message_id, request, owner, config)
@@ -132,6 +135,9 @@ class Sender:
                 # This request outlived its hold (a frozen process): another may own the key.
                 raise DependencyUnavailable()
             sweep_now_and_then(connection, config)
+            return row
+
+        row = grouped_write(self._engine, create, timeout=budget.remaining())
         return Message(message_id, today, row["from_number"])
 
     def _take_daily_slot(self, connection: Connection, today) -> None:
@@ -173,8 +179,11 @@ class Sender:
     def _mark_vonage_called(self, attempt: Attempt) -> bool:
         """False (never call Vonage) when storage fails or the row was settled meanwhile."""
         try:
-            with write_transaction(self._engine, attempt.budget.remaining()) as connection:
-                return store.mark_vonage_called(connection, attempt.message.id)
+            return grouped_write(
+                self._engine,
+                lambda connection: store.mark_vonage_called(connection, attempt.message.id),
+                timeout=attempt.budget.remaining(),
+            )
         except STORAGE_ERRORS:
             return False
 
