@@ -415,12 +415,12 @@ def test_idempotency_keys_are_scoped_per_api_key(send, vonage_api):
 def test_idempotency_key_in_flight_is_409(app, send, vonage_api):
     from app.api.auth import fingerprint
     from app.sending import request_hash
-    from app.store import guards
+    from app.store import idempotency
 
     payload = {"to": TO, "text": "Hi"}
     canonical = {"to": TO.removeprefix("+"), "text": "Hi", "client_ref": None}
     with app.extensions["db"].begin() as connection:
-        guards.claim_idempotency_key(
+        idempotency.claim_idempotency_key(
             connection, fingerprint(API_KEY), "busy", request_hash(canonical)
         )
 
@@ -520,10 +520,10 @@ def test_concurrent_requests_with_one_key_send_one_sms(app, vonage_api):
 
 
 def test_opted_out_recipient_is_refused(app, send, vonage_api):
-    from app.store import guards
+    from app.store import opt_outs
 
     with app.extensions["db"].begin() as connection:
-        guards.opt_out(connection, "14155550100", None)
+        opt_outs.opt_out(connection, "14155550100", None)
 
     response = send({"to": TO, "text": "Hi"})
 
@@ -605,7 +605,7 @@ def test_database_down_is_503_and_nothing_sent(app, send, vonage_api, monkeypatc
     def broken(*args, **kwargs):
         raise OperationalError("SELECT", {}, Exception("could not connect"))
 
-    monkeypatch.setattr("app.store.guards.is_opted_out", broken)
+    monkeypatch.setattr("app.store.opt_outs.is_opted_out", broken)
     response = send({"to": TO, "text": "Hi"})
     assert response.status_code == 503
     assert response.json["type"].endswith("dependency-unavailable")
@@ -641,13 +641,13 @@ def test_expired_idempotency_keys_are_purged_and_reusable(app, send, vonage_api)
 
 
 def test_a_retry_after_an_opt_out_replays_the_first_answer(app, send, vonage_api):
-    from app.store import guards
+    from app.store import opt_outs
 
     accepted(vonage_api)
     headers = {"Idempotency-Key": "sent-before-stop"}
     first = send({"to": TO, "text": "Hi"}, headers=headers)
     with app.extensions["db"].begin() as connection:
-        guards.opt_out(connection, "14155550100", None)
+        opt_outs.opt_out(connection, "14155550100", None)
 
     retry = send({"to": TO, "text": "Hi"}, headers=headers)
 
@@ -657,10 +657,10 @@ def test_a_retry_after_an_opt_out_replays_the_first_answer(app, send, vonage_api
 
 
 def test_opted_out_with_a_key_releases_it(app, send, vonage_api):
-    from app.store import guards
+    from app.store import opt_outs
 
     with app.extensions["db"].begin() as connection:
-        guards.opt_out(connection, "14155550100", None)
+        opt_outs.opt_out(connection, "14155550100", None)
     response = send({"to": TO, "text": "Hi"}, headers={"Idempotency-Key": "refused"})
     assert response.status_code == 422
     assert count_rows(app, "idempotency_keys") == 0
