@@ -11,7 +11,7 @@ from app.sending import request_hash
 from app.store import idempotency, messages
 from app.store.dialect import utcnow
 from tests.conftest import API_KEY, count_rows
-from tests.test_send_sms import TO, accepted, stored_message
+from tests.support import TO, accepted, stored_message
 
 PAYLOAD = {"to": TO, "text": "Hi"}
 # What an Idempotency-Key is tied to: the request in canonical form.
