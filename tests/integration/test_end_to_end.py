@@ -12,11 +12,10 @@ from datetime import datetime
 import pytest
 import requests
 
-from tests.integration.conftest import VONAGE_NUMBER, clean_env, wait_until
+from tests.integration.conftest import wait_until
+from tests.support import TO, VONAGE_NUMBER, clean_env
 
 pytestmark = pytest.mark.integration
-
-TO = "+14155550100"
 
 
 def settled(stack, identifier: str, status: str):
