@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from app.api.history import event_json, iso, known_only_by_events, message_json
+from app.api.serializers import event_json, iso, known_only_by_events, message_json
 from app.store import ingest
 from app.store import outbox as store
 from app.store.dialect import utcnow
