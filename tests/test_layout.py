@@ -23,7 +23,10 @@ LONG_FUNCTION_EXCEPTIONS: set[tuple[str, str]] = set()
 # Only these may import Flask (or Werkzeug); every other module is domain code.
 WEB_LAYER = (
     "__init__.py",
-    "api/",
+    "api/auth.py",
+    "api/erasure.py",
+    "api/routes.py",
+    "api/schemas.py",
     "cli.py",
     "docs.py",
     "errors.py",
