@@ -450,12 +450,13 @@ def dead_letters_reprocess_command(ids: tuple[int, ...], every: bool) -> None:
     if missing:
         raise click.UsageError("no dead letter " + ", ".join(f"#{i}" for i in sorted(missing)))
     still_kept = 0
+    days = _settings().reply_routing_days
     for row in rows:
         if row["reprocessed_at"] is not None:
             click.echo(f"#{row['id']} already reprocessed ({row['outcome']})")
             continue
         with writing() as connection:
-            outcome, stored = dead_letters.reprocess(connection, row)
+            outcome, stored = dead_letters.reprocess(connection, row, routing_days=days)
         if stored is not None:
             stored.count()
         if outcome in ("stored", "duplicate"):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection
@@ -40,30 +40,17 @@ MESSAGE_STATUS = "message.status"
 OPTED_OUT = "contact.opted_out"
 OPTED_IN = "contact.opted_in"
 EVENT_TYPES = (MESSAGE_RECEIVED, MESSAGE_STATUS, OPTED_OUT, OPTED_IN)
-DEFAULT_REPLY_ROUTING_DAYS = 30
 
 
-def _routing_since(now: datetime) -> datetime:
-    return now - timedelta(days=_reply_routing_days())
-
-
-def _reply_routing_days() -> int:
-    # The hooks run inside the webhook's request; outside one (scripts) the default applies.
-    from flask import current_app, has_app_context
-
-    if has_app_context():
-        return current_app.extensions["settings"].reply_routing_days
-    return DEFAULT_REPLY_ROUTING_DAYS
-
-
-def message_received(connection: Connection, inbound: dict[str, Any]) -> int:
+def message_received(connection: Connection, inbound: dict[str, Any], *, routing_days: int) -> int:
     """After an inbound message is stored: `message.received` for its receivers.
 
     `inbound` needs its `message_uuid` and `from_number`; the stored row is read
     back (only when someone receives the event) so `data` is what the API shows.
+    `routing_days` is `REPLY_ROUTING_DAYS`.
     """
     now = utcnow()
-    since = _routing_since(now)
+    since = now - timedelta(days=routing_days)
     if not ingest.reply_has_receivers(connection, inbound["from_number"], since):
         return 0
     owner = store.reply_owner(connection, inbound["from_number"], since)
@@ -107,7 +94,7 @@ def contact_changed(
     return _record(connection, OPTED_OUT if opted_out else OPTED_IN, owners, lambda: data, now)
 
 
-def routed_to_owner(connection: Connection, event: dict[str, Any]) -> bool:
+def routed_to_owner(connection: Connection, event: dict[str, Any], *, routing_days: int) -> bool:
     """Whether routing chose the event's key (not only its `scope: all` subscriptions).
 
     Derived again as `_record`'s callers did, from what was stored up to the event.
@@ -118,7 +105,7 @@ def routed_to_owner(connection: Connection, event: dict[str, Any]) -> bool:
         message = store.message_for_status(connection, data["message_uuid"], data.get("id"))
         return message is not None and message.get("owner") == owner
     if event["type"] == MESSAGE_RECEIVED:
-        since = at - timedelta(days=_reply_routing_days())
+        since = at - timedelta(days=routing_days)
         return store.reply_owner(connection, data["from"], since, until=at) == owner
     return owner in store.owners_texting(connection, data["number"], until=at)
 

@@ -198,6 +198,6 @@ def redeliver(event_id: str):
     """
     with writing() as connection:
         row = _own_event(connection, event_id)
-        routed = outbox.routed_to_owner(connection, row)
+        routed = outbox.routed_to_owner(connection, row, routing_days=settings().reply_routing_days)
         queued = store.redeliver_event(connection, row, utcnow(), routed=routed)
     return jsonify(id=row["id"], status="pending" if queued else "none", deliveries=queued), 202

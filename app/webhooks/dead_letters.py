@@ -10,8 +10,6 @@ from app.store import dead_letters as store
 from app.webhooks import events
 from app.webhooks.interpret import INBOUND, DeadLetter, Event, NotJson, interpret
 
-STORERS = {INBOUND: events.store_inbound, "status": events.store_status}
-
 
 def keep(connection: Connection, letter: DeadLetter, body: bytes) -> bool:
     """Keep the raw body (UTF-8 text: `interpret` refused anything else)."""
@@ -24,8 +22,10 @@ def keep(connection: Connection, letter: DeadLetter, body: bytes) -> bool:
     )
 
 
-def store_event(connection: Connection, event: Event) -> events.Stored:
-    return STORERS[event.kind](connection, event.parsed)
+def store_event(connection: Connection, event: Event, *, routing_days: int) -> events.Stored:
+    if event.kind == INBOUND:
+        return events.store_inbound(connection, event.parsed, routing_days=routing_days)
+    return events.store_status(connection, event.parsed)
 
 
 class Reprocessed(NamedTuple):
@@ -35,8 +35,9 @@ class Reprocessed(NamedTuple):
     stored: events.Stored | None = None
 
 
-def reprocess(connection: Connection, row: dict[str, Any]) -> Reprocessed:
-    """Interpret a kept body again, and store it if it now reads."""
+def reprocess(connection: Connection, row: dict[str, Any], *, routing_days: int) -> Reprocessed:
+    """Interpret a kept body again, and store it if it now reads (`routing_days`:
+    `REPLY_ROUTING_DAYS`, for the event a stored reply raises)."""
     try:
         result = interpret(row["kind"], row["body"].encode())
     except NotJson:
@@ -44,7 +45,7 @@ def reprocess(connection: Connection, row: dict[str, Any]) -> Reprocessed:
     if isinstance(result, DeadLetter):
         store.note_attempt(connection, row["id"], result.reason, result.detail)
         return Reprocessed(result.reason)
-    stored = store_event(connection, result)
+    stored = store_event(connection, result, routing_days=routing_days)
     outcome = "stored" if stored else "duplicate"
     store.mark_reprocessed(connection, row["id"], outcome)
     return Reprocessed(outcome, stored)

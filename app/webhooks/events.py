@@ -193,7 +193,7 @@ class Stored:
             metrics.OPT_OUTS.labels(self.opt_out_change).inc()
 
 
-def store_inbound(connection: Connection, message: dict[str, Any]) -> Stored:
+def store_inbound(connection: Connection, message: dict[str, Any], *, routing_days: int) -> Stored:
     """Store once per `message_uuid`; act on STOP/START only the first time.
 
     Only an SMS opts anyone out: a WhatsApp "STOP" says nothing about the
@@ -202,7 +202,7 @@ def store_inbound(connection: Connection, message: dict[str, Any]) -> Stored:
     row = {k: v for k, v in message.items() if k not in ("keyword", "sent_at")}
     if not store.insert_inbound(connection, row):
         return Stored(False)
-    outbox.message_received(connection, row)
+    outbox.message_received(connection, row, routing_days=routing_days)
     change = record_opt_out_change(connection, message) if message["channel"] == SMS else None
     return Stored(True, opt_out_change=change)
 

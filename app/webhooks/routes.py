@@ -118,8 +118,11 @@ def inbound():
     if isinstance(message, interpret.DeadLetter):
         return _keep_dead_letter(message)
     message = message.parsed
+    days = settings().reply_routing_days
     with _storage_failure_answered():
-        stored = write_grouped(lambda connection: events.store_inbound(connection, message))
+        stored = write_grouped(
+            lambda connection: events.store_inbound(connection, message, routing_days=days)
+        )
     stored.count()
     _count("stored" if stored else "duplicate")
     annotate(
