@@ -32,6 +32,7 @@ from app.events import cli as events_cli
 from app.extensions import reading, writing
 from app.failures import Failure
 from app.sms import InvalidNumber, normalize_number
+from app.status import VONAGE_STATUS_LIST
 from app.store import dead_letters as dead_letter_store
 from app.store import messages as store
 from app.store import migrate as migrations
@@ -47,7 +48,6 @@ from app.webhooks.payloads import (
     status_payload,
 )
 
-STATUSES = ("submitted", "delivered", "rejected", "undeliverable", "read")
 FINAL_STATUSES = frozenset({"delivered", "read", "rejected", "undeliverable", "failed"})
 DELIVERED_STATUSES = frozenset({"delivered", "read"})
 WAIT_POLL_SECONDS = 0.5
@@ -289,7 +289,7 @@ def webhook_inbound_command(
 @webhook_group.command("status")
 @click.option("--url", "base_url", required=True, help="the app's base URL")
 @click.option("--message-uuid", required=True)
-@click.option("--status", type=click.Choice(STATUSES), required=True)
+@click.option("--status", type=click.Choice(VONAGE_STATUS_LIST), required=True)
 @click.option("--to", "recipient", required=True, help="the number the message went to")
 @click.option("--from", "sender", default=None, help="default: VONAGE_NUMBER")
 @click.option("--client-ref", default=None, help="the service's message id (its `id`)")

@@ -19,6 +19,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from app.status import VONAGE_STATUSES
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 SENDS = Counter(
@@ -65,7 +67,7 @@ VONAGE_LATENCY = Histogram(
 )
 
 
-KNOWN_STATUSES = frozenset({"submitted", "delivered", "rejected", "undeliverable", "read"})
+KNOWN_STATUSES = VONAGE_STATUSES
 
 
 # Every label value comes from a fixed set: a value taken from the request as is

@@ -27,6 +27,8 @@ _LIMITS = {GSM7: (160, 153), UCS2: (70, 67)}
 _SEPARATORS = re.compile(r"[ \u00a0().\-]")
 _DIGITS = re.compile(r"(\+|00)?[1-9][0-9]{6,16}")
 # An E.164 number as Vonage writes it and the service stores and answers it (digits).
+# The longest `client_ref` a caller may give (Vonage's own limit for its field).
+MAX_CLIENT_REF = 100
 E164_DIGITS = r"[1-9][0-9]{6,14}"
 # What a caller may write as `to`: `+33 6 12 34 56 78`, `0033…`, `+1 (415) 555-0100`.
 NUMBER_INPUT_PATTERN = r"(\+|00)?[1-9][0-9 ().\u00a0-]{6,40}"

@@ -15,7 +15,9 @@ ORDER = {
     "delivered": 3,
     "read": 4,
 }
-VONAGE_STATUSES = frozenset({"submitted", "delivered", "rejected", "undeliverable", "read"})
+# Vonage's statuses (webhook v1), in the order the API documents them.
+VONAGE_STATUS_LIST = ("submitted", "delivered", "rejected", "undeliverable", "read")
+VONAGE_STATUSES = frozenset(VONAGE_STATUS_LIST)
 INBOUND_STATUS = "received"
 # Every value a message's `status` can take, in the API and its `status` filter.
 MESSAGE_STATUSES = (*ORDER, INBOUND_STATUS)

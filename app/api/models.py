@@ -18,11 +18,10 @@ from pydantic.json_schema import SkipJsonSchema, models_json_schema
 
 from app.api.message_filters import DIRECTIONS
 from app.api.paging import MAX_LIMIT
-from app.api.schemas import MAX_CLIENT_REF
 from app.channels import CHANNELS
 from app.errors import MAX_ERRORS
-from app.sms import E164_DIGITS, GSM7, NUMBER_INPUT_PATTERN, UCS2
-from app.status import MESSAGE_STATUSES, UNRECOGNISED
+from app.sms import E164_DIGITS, GSM7, MAX_CLIENT_REF, NUMBER_INPUT_PATTERN, UCS2
+from app.status import MESSAGE_STATUSES, UNRECOGNISED, VONAGE_STATUS_LIST
 from app.webhooks.events import MAX_ID
 
 MessageStatus = StrEnum("MessageStatus", {name: name for name in MESSAGE_STATUSES})
@@ -295,7 +294,7 @@ class VonageStatusEvent(_Body):
     status: str = Field(
         min_length=1,
         max_length=20,
-        examples=["submitted", "delivered", "rejected", "undeliverable", "read"],
+        examples=list(VONAGE_STATUS_LIST),
     )
     timestamp: datetime
     to: str | Omittable = None

@@ -12,6 +12,7 @@ from app.destinations import refusal
 from app.errors import Problem, validation_problem
 from app.sending import SendRequest
 from app.sms import (
+    MAX_CLIENT_REF,
     InvalidNumber,
     clean_text,
     is_storable_text,
@@ -19,7 +20,6 @@ from app.sms import (
     segment,
 )
 
-MAX_CLIENT_REF = 100
 MAX_IDEMPOTENCY_KEY = 255
 SEND_FIELDS = frozenset({"to", "text", "client_ref"})
 UNPAIRED_SURROGATE = "must be valid Unicode (it holds an unpaired surrogate such as \\ud800)"

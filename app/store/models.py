@@ -17,6 +17,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from app.sms import MAX_CLIENT_REF
+
 
 class Base(DeclarativeBase):
     pass
@@ -40,7 +42,7 @@ class Message(Base):
     status: Mapped[str] = mapped_column(String(20))
     segments: Mapped[int | None] = mapped_column(Integer)
     encoding: Mapped[str | None] = mapped_column(String(8))
-    client_ref: Mapped[str | None] = mapped_column(String(100))
+    client_ref: Mapped[str | None] = mapped_column(String(MAX_CLIENT_REF))
     error: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
@@ -73,7 +75,7 @@ class MessageEvent(Base):
     message_uuid: Mapped[str] = mapped_column(String(64), index=True)
     status: Mapped[str] = mapped_column(String(20))
     timestamp: Mapped[datetime] = mapped_column(DateTime)
-    client_ref: Mapped[str | None] = mapped_column(String(100))
+    client_ref: Mapped[str | None] = mapped_column(String(MAX_CLIENT_REF))
     error: Mapped[dict | None] = mapped_column(JSON)
     price: Mapped[str | None] = mapped_column(String(32))
     currency: Mapped[str | None] = mapped_column(String(8))

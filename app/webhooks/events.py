@@ -26,7 +26,7 @@ from app.channels import CHANNELS, MEDIA_TYPES, SMS
 from app.errors import validation_problem
 from app.events import outbox
 from app.opt_outs import OPT_OUT, change_for
-from app.sms import canonical_address
+from app.sms import MAX_CLIENT_REF, canonical_address
 from app.store import messages as store
 from app.store import opt_outs
 
@@ -148,7 +148,7 @@ def parse_status(payload: dict) -> dict[str, Any]:
     errors: list = []
     message_uuid = _string(payload, "message_uuid", errors)
     status = _string(payload, "status", errors, limit=20)
-    client_ref = _string(payload, "client_ref", errors, required=False, limit=100)
+    client_ref = _string(payload, "client_ref", errors, required=False, limit=MAX_CLIENT_REF)
     timestamp = _timestamp(payload, errors, required=True)
     error = payload.get("error")
     if error is not None and not isinstance(error, dict):
