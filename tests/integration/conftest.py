@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -69,8 +70,19 @@ def clean_env(**values: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def running(
-    name: str, args: list[str], *, env: dict[str, str], workdir: Path, ready: Callable[[], Any]
+    name: str,
+    args: list[str],
+    *,
+    env: dict[str, str],
+    workdir: Path,
+    ready: Callable[[], Any],
+    stop_signal: int = signal.SIGTERM,
 ) -> Iterator[subprocess.Popen]:
+    """`args` running until the block ends, then stopped with `stop_signal`.
+
+    SIGINT for gunicorn when the test is done with it: its quick shutdown, where
+    SIGTERM's graceful one waits out kept-alive connections (~5 s a stop).
+    """
     log_path = workdir / f"{name}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(args, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
@@ -89,7 +101,7 @@ def running(
             time.sleep(0.1)
         yield process
     finally:
-        process.terminate()
+        process.send_signal(stop_signal)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -242,7 +254,9 @@ def start_stack(tmp_path_factory, key_file) -> Callable:
 
         with (
             running("simulator", sim_args, env=sim_env, workdir=workdir, ready=sim_ready),
-            running("app", web, env=app_env, workdir=workdir, ready=app_ready),
+            running(
+                "app", web, env=app_env, workdir=workdir, ready=app_ready, stop_signal=signal.SIGINT
+            ),
         ):
             yield Stack(
                 app_url=f"http://127.0.0.1:{app_port}",
