@@ -70,7 +70,7 @@ def private_key_parsed(private_key_pem):
 
 
 @pytest.fixture(autouse=True)
-def test_key_parsed_once(monkeypatch, private_key_pem, private_key_parsed):
+def session_key_parsed_once(monkeypatch, private_key_pem, private_key_parsed):
     """Every app's Vonage client gets the session's key already parsed.
 
     Parsing checks the RSA key, which took ~0.17 s per app (most tests build one);

@@ -271,19 +271,26 @@ def start_stack(tmp_path_factory, key_file) -> Callable:
     return start
 
 
-@pytest.fixture(scope="module")
-def module_stack(start_stack) -> Iterator[Stack]:
+@pytest.fixture(scope="package")
+def default_stack(start_stack) -> Iterator[Stack]:
+    """One stack on the default settings for every module here that uses `stack`.
+
+    Their tests find their own messages by id, uuid or unique text, so they can
+    share it; starting and stopping one took 20-30 s of the loaded CI machine.
+    A module whose tests count every stored message overrides this fixture with
+    a stack of its own (tests/integration/test_end_to_end.py).
+    """
     with start_stack() as stack:
         yield stack
 
 
 @pytest.fixture
-def stack(module_stack) -> Iterator[Stack]:
-    """The module's stack with no faults set, and none left behind."""
-    module_stack.sim("DELETE", "/_sim/faults")
-    yield module_stack
-    module_stack.sim("DELETE", "/_sim/faults")
-    module_stack.sim("POST", "/_sim/release")
+def stack(default_stack) -> Iterator[Stack]:
+    """The default stack with no faults set, and none left behind."""
+    default_stack.sim("DELETE", "/_sim/faults")
+    yield default_stack
+    default_stack.sim("DELETE", "/_sim/faults")
+    default_stack.sim("POST", "/_sim/release")
 
 
 @contextlib.contextmanager
