@@ -6,10 +6,21 @@ from collections.abc import Mapping
 from typing import Any
 
 import click
-from flask import Flask
+from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 MAX_BODY_BYTES = 64 * 1024
+
+
+class SmsApp(Flask):
+    """Flask, but OPTIONS gets a bodyless answer instead of an empty HTML page."""
+
+    def make_default_options_response(self) -> Response:
+        """OPTIONS: 204 with `Allow` and no body, not Flask's empty 200 `text/html`."""
+        response = super().make_default_options_response()
+        response.status_code = 204
+        del response.headers["Content-Type"]
+        return response
 
 
 def create_app(config: Mapping[str, Any] | Any = None) -> Flask:
@@ -47,7 +58,7 @@ def _build(config: Mapping[str, Any] | Any) -> Flask:
     from app.webhooks import bp as webhooks_bp
 
     settings = config if isinstance(config, Settings) else load_settings(config)
-    app = Flask(__name__)
+    app = SmsApp(__name__)
     # werkzeug would answer `/messages//a` with an HTML 308 redirect that never
     # reaches the problem+json error handlers; such a path is simply not found.
     app.url_map.merge_slashes = False

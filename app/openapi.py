@@ -81,8 +81,8 @@ INFO = {
     "delivery receipts, and read the history. Every error is RFC 9457 "
     "`application/problem+json`. JSON request bodies must be sent as `application/json` "
     "(UTF-8); any other media type is answered 415 and changes nothing.",
+    # No `license`: the repository has no licence file, so none is granted or named here.
     "contact": {"name": "SMS service maintainers"},
-    "license": {"name": "Proprietary", "identifier": "LicenseRef-Proprietary"},
 }
 
 

@@ -37,7 +37,7 @@ from app.extensions import reading, settings, vonage, writing
 from app.observability import annotate
 from app.sms import mask_number
 from app.status import VONAGE_STATUSES, message_error
-from app.store import guards
+from app.store import daily_count, idempotency, opt_outs
 from app.store import messages as store
 from app.store.dialect import utcnow
 from app.throttle import Busy, NoSlot, ThrottleStorageFailed
@@ -128,7 +128,9 @@ def _send(request, owner, idempotency_key, body_hash, throttle, client, config) 
         # that answer, even if the recipient has opted out since.
         hold = timedelta(seconds=hold_seconds(config))
         with writing() as connection:
-            replay = guards.claim_idempotency_key(connection, owner, claim.key, body_hash, hold)
+            replay = idempotency.claim_idempotency_key(
+                connection, owner, claim.key, body_hash, hold
+            )
         if replay is not None:
             return _replay(replay, body_hash, claim, config)
 
@@ -145,7 +147,7 @@ def _send(request, owner, idempotency_key, body_hash, throttle, client, config) 
 
 def _refuse_opted_out(number: str) -> None:
     with reading() as connection:
-        if guards.is_opted_out(connection, number):
+        if opt_outs.is_opted_out(connection, number):
             raise Problem(
                 422,
                 "Recipient opted out",
@@ -167,7 +169,7 @@ def _create_message(
     message_id = str(uuid.uuid4())
     today = datetime.now(UTC).date()
     with writing(timeout=budget.remaining()) as connection:
-        if config.send_sms_daily_limit and not guards.take_daily_slot(
+        if config.send_sms_daily_limit and not daily_count.take_daily_slot(
             connection, today, config.send_sms_daily_limit
         ):
             raise Problem(
@@ -191,7 +193,7 @@ def _create_message(
                 "owner": owner,
             },
         )
-        if claim is not None and not guards.link_idempotency_key(
+        if claim is not None and not idempotency.link_idempotency_key(
             connection, claim.owner, claim.key, message_id
         ):
             # This request outlived its hold (a frozen process): another may own the key.
@@ -255,7 +257,7 @@ def _deliver(
     def record(connection: Connection) -> None:
         store.mark_sent(connection, message.id, sent.message_uuid)
         if claim is not None:
-            guards.complete_idempotency_key(
+            idempotency.complete_idempotency_key(
                 connection, claim.owner, claim.key, 202, json.dumps(body)
             )
 
@@ -289,7 +291,7 @@ def _problem_for(error: VonageError, message: _Message, claim, config, budget) -
         def record(connection: Connection) -> None:
             store.mark_outcome(connection, message.id, "unknown", _error_record(problem, detail))
             if claim is not None:
-                guards.complete_idempotency_key(
+                idempotency.complete_idempotency_key(
                     connection, claim.owner, claim.key, status, json.dumps(problem.to_dict())
                 )
 
@@ -338,13 +340,13 @@ def _not_sent(
     def record(connection: Connection) -> None:
         store.mark_outcome(connection, message.id, "failed", error)
         if config.send_sms_daily_limit:
-            guards.give_back_daily_slot(connection, message.day)
+            daily_count.give_back_daily_slot(connection, message.day)
         if claim is not None and final:
-            guards.complete_idempotency_key(
+            idempotency.complete_idempotency_key(
                 connection, claim.owner, claim.key, problem.status, json.dumps(problem.to_dict())
             )
         elif claim is not None:
-            guards.release_idempotency_key(connection, claim.owner, claim.key)
+            idempotency.release_idempotency_key(connection, claim.owner, claim.key)
 
     _write_outcome(f"failed {message.id}", record, budget)
     log.warning("sms not sent", extra={"message_id": message.id, "outcome": "failed"})
@@ -364,12 +366,14 @@ def _release_quietly(claim: Claim, budget: Budget) -> None:
     """Free the key; if storage fails, the claim lapses after its hold instead."""
     try:
         with writing(timeout=budget.seconds) as connection:
-            guards.release_idempotency_key(connection, claim.owner, claim.key)
+            idempotency.release_idempotency_key(connection, claim.owner, claim.key)
     except STORAGE_ERRORS:
         log.warning("idempotency key not released; it lapses after its hold")
 
 
-def _replay(replay: guards.IdempotentReplay, body_hash: str, claim: Claim, config) -> SendResult:
+def _replay(
+    replay: idempotency.IdempotentReplay, body_hash: str, claim: Claim, config
+) -> SendResult:
     if replay.request_hash != body_hash:
         raise Problem(
             422,
@@ -438,7 +442,7 @@ def _answer_abandoned(message_id: str, claim: Claim, config) -> SendResult:
             id=message_id,
         )
     with writing() as connection:
-        guards.release_idempotency_key(connection, claim.owner, claim.key)
+        idempotency.release_idempotency_key(connection, claim.owner, claim.key)
     raise Problem(
         503,
         "Send interrupted",
@@ -467,7 +471,7 @@ def _give_back_slots(connection: Connection, config, settled: list[store.Settled
         return
     for row in settled:
         if row.status == "failed":
-            guards.give_back_daily_slot(connection, row.created_at.date())
+            daily_count.give_back_daily_slot(connection, row.created_at.date())
 
 
 _sweep_lock = threading.Lock()

@@ -17,7 +17,7 @@ from app.store.dialect import utcnow
 from app.store.engine import write_transaction
 from tests.conftest import OTHER_API_KEY, auth_headers
 from tests.receivers import Receiver, Reply
-from tests.test_send_sms import accepted
+from tests.support import accepted
 from tests.test_webhooks import inbound_payload, status_payload
 
 ALICE = "14155550100"

@@ -14,7 +14,7 @@ from app.store import outbox as outbox_store
 from app.store.dialect import utcnow
 from app.store.models import Message
 from tests.conftest import API_KEY, OTHER_API_KEY, auth_headers, count_rows, signed_headers
-from tests.test_send_sms import accepted
+from tests.support import accepted
 from tests.test_webhooks import inbound_payload, status_payload
 
 HOOK = "https://hooks.example.com/sms-events"

@@ -6,7 +6,13 @@ import uuid
 import pytest
 
 from app.status import as_message_error
-from tests.conftest import OTHER_API_KEY, SIGNATURE_SECRET, auth_headers, signed_headers
+from tests.conftest import (
+    OTHER_API_KEY,
+    SIGNATURE_SECRET,
+    auth_headers,
+    count_rows,
+    signed_headers,
+)
 
 
 def store_inbound(app, count, sender="14155550100", text_body="hello"):
@@ -151,6 +157,30 @@ def test_unknown_route_is_a_problem_not_html(client):
     assert response.status_code == 404
     assert response.mimetype == "application/problem+json"
     assert client.delete("/send-sms").status_code == 405
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/send-sms", {"POST", "OPTIONS"}),
+        ("/messages", {"GET", "HEAD", "OPTIONS"}),
+        ("/messages/anything", {"GET", "HEAD", "OPTIONS"}),
+        ("/health", {"GET", "HEAD", "OPTIONS"}),
+        ("/openapi.json", {"GET", "HEAD", "OPTIONS"}),
+    ],
+)
+def test_options_is_a_bodyless_204_with_allow_not_html(app, client, vonage_api, path, allowed):
+    """Flask's automatic OPTIONS answered an empty 200 `text/html` page."""
+    response = client.open(
+        path, method="OPTIONS", json={"to": "+14155550100", "text": "hi"}, headers=auth_headers()
+    )
+
+    assert response.status_code == 204
+    assert "Content-Type" not in response.headers
+    assert response.data == b""
+    assert {method.strip() for method in response.headers["Allow"].split(",")} == allowed
+    assert count_rows(app, "messages") == 0
+    assert len(vonage_api.calls) == 0
 
 
 @pytest.mark.parametrize(

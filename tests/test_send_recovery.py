@@ -8,10 +8,10 @@ from sqlalchemy.exc import OperationalError
 
 from app.api.auth import fingerprint
 from app.sending import request_hash
-from app.store import guards, messages
+from app.store import idempotency, messages
 from app.store.dialect import utcnow
 from tests.conftest import API_KEY, count_rows
-from tests.test_send_sms import TO, accepted, stored_message
+from tests.support import TO, accepted, stored_message
 
 PAYLOAD = {"to": TO, "text": "Hi"}
 # What an Idempotency-Key is tied to: the request in canonical form.
@@ -23,7 +23,7 @@ def abandoned_send(app, key: str, *, vonage_called: bool, daily_count: int = 1) 
     message_id = f"0b7e0c4e-0000-4000-8000-00000000000{1 if vonage_called else 2}"
     long_ago = utcnow() - timedelta(minutes=5)
     with app.extensions["db"].begin() as connection:
-        guards.claim_idempotency_key(
+        idempotency.claim_idempotency_key(
             connection, fingerprint(API_KEY), key, request_hash(CANONICAL), timedelta(seconds=1)
         )
         connection.execute(
@@ -63,7 +63,7 @@ def test_a_replay_says_it_is_one(send, vonage_api):
 
 def test_a_key_in_flight_within_its_hold_is_409(app, send, vonage_api):
     with app.extensions["db"].begin() as connection:
-        guards.claim_idempotency_key(
+        idempotency.claim_idempotency_key(
             connection, fingerprint(API_KEY), "busy", request_hash(CANONICAL), timedelta(hours=1)
         )
     response = send(PAYLOAD, headers={"Idempotency-Key": "busy"})

@@ -19,7 +19,67 @@ def _nullable(type_: str, **extra: Any) -> Schema:
 
 
 def event_schemas() -> dict[str, Schema]:
-    subscription = {
+    subscription = _subscription()
+    return {
+        "SubscriptionRequest": _subscription_request(),
+        "Subscription": subscription,
+        "SubscriptionWithSecret": _with_secret(subscription),
+        "SubscriptionList": {
+            "type": "object",
+            "required": ["subscriptions"],
+            "properties": {"subscriptions": {"type": "array", "items": _ref("Subscription")}},
+        },
+        "Delivery": _delivery(),
+        "Event": _event(),
+        "EventPage": {
+            "type": "object",
+            "required": ["events", "next_cursor"],
+            "properties": {
+                "events": {"type": "array", "items": _ref("Event")},
+                "next_cursor": _nullable("string"),
+            },
+        },
+        "Redelivery": {
+            "type": "object",
+            "required": ["id", "status", "deliveries"],
+            "properties": {
+                "id": {"type": "string"},
+                "status": {"enum": ["pending", "none"]},
+                "deliveries": {"type": "integer", "minimum": 0},
+            },
+        },
+    }
+
+
+def _subscription_request() -> Schema:
+    return {
+        "type": "object",
+        "required": ["url", "events"],
+        "additionalProperties": False,
+        "properties": {
+            "url": {
+                "type": "string",
+                "description": "https only in production; loopback, private, link-local "
+                "and metadata addresses are refused unless EVENT_ALLOW_PRIVATE_URLS.",
+            },
+            "events": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"enum": [*EVENT_TYPES, WILDCARD]},
+                "description": 'Event types, or `["*"]` for all of them.',
+            },
+            "scope": {
+                "enum": list(SCOPES),
+                "default": "own",
+                "description": "`own`: this key's messages and replies routed to it; "
+                "`all`: every event of the types, including replies no key owns.",
+            },
+        },
+    }
+
+
+def _subscription() -> Schema:
+    return {
         "type": "object",
         "required": ["id", "url", "events", "scope", "enabled", "created_at"],
         "properties": {
@@ -38,7 +98,27 @@ def event_schemas() -> dict[str, Schema]:
             "created_at": {"type": "string", "format": "date-time"},
         },
     }
-    delivery = {
+
+
+def _with_secret(subscription: Schema) -> Schema:
+    """A subscription as created or rotated: the only time its secret is shown."""
+    return {
+        **subscription,
+        "required": [*subscription["required"], "secret"],
+        "properties": {
+            **subscription["properties"],
+            "secret": {
+                "type": "string",
+                "pattern": "^whsec_",
+                "description": "The Standard Webhooks signing secret; shown only when "
+                "created or rotated.",
+            },
+        },
+    }
+
+
+def _delivery() -> Schema:
+    return {
         "type": "object",
         "required": ["subscription_id", "status", "attempts"],
         "properties": {
@@ -52,85 +132,25 @@ def event_schemas() -> dict[str, Schema]:
             "delivered_at": _nullable("string", format="date-time"),
         },
     }
+
+
+def _event() -> Schema:
     return {
-        "SubscriptionRequest": {
-            "type": "object",
-            "required": ["url", "events"],
-            "additionalProperties": False,
-            "properties": {
-                "url": {
-                    "type": "string",
-                    "description": "https only in production; loopback, private, link-local "
-                    "and metadata addresses are refused unless EVENT_ALLOW_PRIVATE_URLS.",
-                },
-                "events": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {"enum": [*EVENT_TYPES, WILDCARD]},
-                    "description": 'Event types, or `["*"]` for all of them.',
-                },
-                "scope": {
-                    "enum": list(SCOPES),
-                    "default": "own",
-                    "description": "`own`: this key's messages and replies routed to it; "
-                    "`all`: every event of the types, including replies no key owns.",
-                },
+        "type": "object",
+        "required": ["id", "type", "timestamp", "data", "status", "deliveries"],
+        "properties": {
+            "id": {"type": "string", "description": "The `webhook-id` of its deliveries."},
+            "type": {"enum": list(EVENT_TYPES)},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "data": {
+                "type": "object",
+                "description": "The message as GET /messages/{identifier} shows it, or "
+                "the opt-out change (`number`, `opted_out`, `message_uuid`, `changed_at`).",
             },
-        },
-        "Subscription": subscription,
-        "SubscriptionWithSecret": {
-            **subscription,
-            "required": [*subscription["required"], "secret"],
-            "properties": {
-                **subscription["properties"],
-                "secret": {
-                    "type": "string",
-                    "pattern": "^whsec_",
-                    "description": "The Standard Webhooks signing secret; shown only when "
-                    "created or rotated.",
-                },
+            "status": {
+                "enum": list(EVENT_STATES),
+                "description": "`none`: no subscription takes it (pull feed only).",
             },
-        },
-        "SubscriptionList": {
-            "type": "object",
-            "required": ["subscriptions"],
-            "properties": {"subscriptions": {"type": "array", "items": _ref("Subscription")}},
-        },
-        "Delivery": delivery,
-        "Event": {
-            "type": "object",
-            "required": ["id", "type", "timestamp", "data", "status", "deliveries"],
-            "properties": {
-                "id": {"type": "string", "description": "The `webhook-id` of its deliveries."},
-                "type": {"enum": list(EVENT_TYPES)},
-                "timestamp": {"type": "string", "format": "date-time"},
-                "data": {
-                    "type": "object",
-                    "description": "The message as GET /messages/{identifier} shows it, or "
-                    "the opt-out change (`number`, `opted_out`, `message_uuid`, `changed_at`).",
-                },
-                "status": {
-                    "enum": list(EVENT_STATES),
-                    "description": "`none`: no subscription takes it (pull feed only).",
-                },
-                "deliveries": {"type": "array", "items": _ref("Delivery")},
-            },
-        },
-        "EventPage": {
-            "type": "object",
-            "required": ["events", "next_cursor"],
-            "properties": {
-                "events": {"type": "array", "items": _ref("Event")},
-                "next_cursor": _nullable("string"),
-            },
-        },
-        "Redelivery": {
-            "type": "object",
-            "required": ["id", "status", "deliveries"],
-            "properties": {
-                "id": {"type": "string"},
-                "status": {"enum": ["pending", "none"]},
-                "deliveries": {"type": "integer", "minimum": 0},
-            },
+            "deliveries": {"type": "array", "items": _ref("Delivery")},
         },
     }

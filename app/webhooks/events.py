@@ -20,8 +20,8 @@ from app.errors import validation_problem
 from app.events import outbox
 from app.opt_outs import OPT_OUT, change_for
 from app.sms import canonical_address
-from app.store import guards
 from app.store import messages as store
+from app.store import opt_outs
 
 MAX_ID = 64
 MAX_URL = 2048
@@ -193,9 +193,9 @@ def record_opt_out_change(connection: Connection, message: dict[str, Any]) -> st
         return None
     number = message["from_number"]
     if change == OPT_OUT:
-        changed = guards.opt_out(connection, number, message["message_uuid"])
+        changed = opt_outs.opt_out(connection, number, message["message_uuid"])
     else:
-        changed = guards.opt_in(connection, number)
+        changed = opt_outs.opt_in(connection, number)
     if changed:
         outbox.contact_changed(
             connection, number, opted_out=change == OPT_OUT, message_uuid=message["message_uuid"]

@@ -1,67 +1,19 @@
-"""Opt-outs, idempotency keys and the daily send counter: the send path's checks."""
+"""Idempotency-Key claims: who holds a key, and the answer a repeat replays."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, select, update
 
 from app.store.dialect import upsert, utcnow
-from app.store.models import DailySendCount, IdempotencyKey, OptOut
+from app.store.models import IdempotencyKey
 
-opt_outs = OptOut.__table__
 idempotency_keys = IdempotencyKey.__table__
-daily_send_counts = DailySendCount.__table__
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 DEFAULT_HOLD = timedelta(seconds=60)
-
-
-def is_opted_out(connection: Connection, number: str) -> bool:
-    query = select(opt_outs.c.number).where(opt_outs.c.number == number)
-    return connection.execute(query).first() is not None
-
-
-def opt_out(connection: Connection, number: str, message_uuid: str | None) -> bool:
-    """Opt `number` out; False when it already was (nothing changed)."""
-    statement = (
-        upsert(connection, opt_outs)
-        .values(number=number, opted_out_at=utcnow(), message_uuid=message_uuid)
-        .on_conflict_do_nothing(index_elements=["number"])
-        .returning(opt_outs.c.number)
-    )
-    # RETURNING, not rowcount: psycopg reports no rowcount for this insert.
-    return connection.execute(statement).first() is not None
-
-
-def opt_in(connection: Connection, number: str) -> bool:
-    """Opt `number` back in; False when it was not opted out (nothing changed)."""
-    result = connection.execute(delete(opt_outs).where(opt_outs.c.number == number))
-    return result.rowcount > 0
-
-
-def take_daily_slot(connection: Connection, day: date, limit: int) -> bool:
-    """Count one send for `day` unless `limit` is reached; atomic on both backends."""
-    statement = (
-        upsert(connection, daily_send_counts)
-        .values(day=day, count=1)
-        .on_conflict_do_update(
-            index_elements=["day"],
-            set_={"count": daily_send_counts.c.count + 1},
-            where=daily_send_counts.c.count < limit,
-        )
-        .returning(daily_send_counts.c.count)
-    )
-    return connection.execute(statement).first() is not None
-
-
-def give_back_daily_slot(connection: Connection, day: date) -> None:
-    connection.execute(
-        update(daily_send_counts)
-        .where(daily_send_counts.c.day == day, daily_send_counts.c.count > 0)
-        .values(count=daily_send_counts.c.count - 1)
-    )
 
 
 @dataclass(frozen=True)
