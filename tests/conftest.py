@@ -23,13 +23,16 @@ from sqlalchemy import text
 from app import create_app, vonage_client
 from app.config import Settings, load_settings
 from app.store.models import Base
-from app.webhooks.signature import sign
+from tests.support import (
+    API_KEY,
+    APPLICATION_ID,
+    OTHER_API_KEY,
+    SIGNATURE_SECRET,
+    VONAGE_NUMBER,
+    auth_headers,
+    signed_headers,
+)
 
-API_KEY = "test-api-key-0123456789abcdef"
-OTHER_API_KEY = "other-api-key-0123456789abcdef"
-SIGNATURE_SECRET = "test-signature-secret-0123456789abcdef"
-VONAGE_NUMBER = "14155550199"
-MESSAGES_URL = "https://api.nexmo.com/v1/messages"
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
 
@@ -140,7 +143,7 @@ def make_settings(database_url, private_key_pem) -> Callable:
         values = {
             "DATABASE_URL": database_url,
             "API_KEYS": f"{API_KEY},{OTHER_API_KEY}",
-            "VONAGE_APPLICATION_ID": "00000000-0000-4000-8000-000000000000",
+            "VONAGE_APPLICATION_ID": APPLICATION_ID,
             "VONAGE_PRIVATE_KEY": private_key_pem,
             "VONAGE_NUMBER": "+" + VONAGE_NUMBER,
             "VONAGE_SIGNATURE_SECRET": SIGNATURE_SECRET,
@@ -200,10 +203,6 @@ def vonage_api():
         yield mock
 
 
-def auth_headers(key: str = API_KEY, **extra) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}", **extra}
-
-
 @pytest.fixture
 def send(client):
     def post(payload=None, *, key=API_KEY, headers=None, **kwargs):
@@ -222,21 +221,9 @@ def signed_webhook(client):
         path: str, payload, *, secret: str = SIGNATURE_SECRET, body: bytes | None = None, **claims
     ):
         raw = body if body is not None else json.dumps(payload).encode()
-        token = sign(raw, secret, **claims)
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        return client.post(path, data=raw, headers=headers)
+        return client.post(path, data=raw, headers=signed_headers(raw, secret, **claims))
 
     return post
-
-
-def signed_headers(body: bytes, secret: str = SIGNATURE_SECRET) -> dict[str, str]:
-    """Headers Vonage sends with `body`: its signed JWT and the JSON content type."""
-    return {"Authorization": f"Bearer {sign(body, secret)}", "Content-Type": "application/json"}
-
-
-def count_rows(app, table: str) -> int:
-    with app.extensions["db"].connect() as connection:
-        return connection.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
 
 
 LIMIT_STORAGES = ["memory://"] + ([TEST_REDIS_URL] if TEST_REDIS_URL else [])

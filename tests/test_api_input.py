@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.conftest import auth_headers, count_rows
+from tests.support import auth_headers, count_rows
 
 
 def raw_send(client, body: str):

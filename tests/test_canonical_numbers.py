@@ -1,22 +1,17 @@
 """One canonical E.164 form for every number: sends, opt-outs, history, idempotency."""
 
 import json
-import uuid
 
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import MESSAGES_URL, auth_headers, count_rows, signed_headers
-from tests.test_webhooks import inbound_payload
-
-
-def accept_every_send(vonage_api):
-    vonage_api.add_callback(
-        "POST",
-        MESSAGES_URL,
-        callback=lambda request: (202, {}, json.dumps({"message_uuid": str(uuid.uuid4())})),
-        content_type="application/json",
-    )
+from tests.support import (
+    accepted,
+    auth_headers,
+    count_rows,
+    inbound_payload,
+    signed_headers,
+)
 
 
 def assert_opted_out_and_nothing_sent(app, response, vonage_api):
@@ -69,7 +64,7 @@ def test_senders_that_are_not_valid_numbers_are_stored_as_given(app, signed_webh
 
 
 def test_a_send_stores_and_answers_the_canonical_number(app, send, vonage_api):
-    accept_every_send(vonage_api)
+    accepted(vonage_api)
 
     response = send({"to": "0033 06 12 34 56 78", "text": "Hi"})
 
@@ -82,7 +77,7 @@ def test_a_send_stores_and_answers_the_canonical_number(app, send, vonage_api):
 
 
 def test_the_same_idempotency_key_with_the_number_written_differently_is_a_replay(send, vonage_api):
-    accept_every_send(vonage_api)
+    accepted(vonage_api)
     headers = {"Idempotency-Key": "order-7"}
 
     first = send({"to": "+14155550100", "text": "Hi"}, headers=headers)

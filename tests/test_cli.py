@@ -14,10 +14,9 @@ from app.store import migrate as migrations
 from app.store.engine import build_engine
 from app.webhooks.payloads import inbound_payload, status_payload
 from app.webhooks.signature import verify
-from tests.conftest import MESSAGES_URL, SIGNATURE_SECRET, VONAGE_NUMBER, count_rows
+from tests.support import APPLICATION_ID, MESSAGES_URL, SIGNATURE_SECRET, VONAGE_NUMBER, count_rows
 
 DEPLOYMENT = "https://x.ngrok.app"
-APPLICATION_ID = "00000000-0000-4000-8000-000000000000"
 APPLICATION_URL = f"https://api.nexmo.com/v2/applications/{APPLICATION_ID}"
 API_KEY, API_SECRET = "abcd1234", "account-secret-0123456789"
 PUBLIC_KEY = "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkq\n-----END PUBLIC KEY-----\n"

@@ -1,13 +1,10 @@
 """Premium-rate, toll-fraud and non-SMS destinations, and the country lists."""
 
-import json
-import uuid
-
 import pytest
 
 from app.config import ConfigError
 from app.destinations import refusal
-from tests.conftest import MESSAGES_URL, auth_headers, count_rows
+from tests.support import accepted, auth_headers, count_rows
 
 
 @pytest.mark.parametrize(
@@ -46,17 +43,8 @@ def test_ordinary_numbers_pass(number):
     assert refusal(number) is None
 
 
-def _accept(vonage_api):
-    vonage_api.add_callback(
-        "POST",
-        MESSAGES_URL,
-        callback=lambda request: (202, {}, json.dumps({"message_uuid": str(uuid.uuid4())})),
-        content_type="application/json",
-    )
-
-
 def test_allowed_countries_refuse_every_other_country(make_app, vonage_api):
-    _accept(vonage_api)
+    accepted(vonage_api)
     app = make_app(SEND_SMS_ALLOWED_COUNTRIES="US,CA")
     client = app.test_client()
 
@@ -76,7 +64,7 @@ def test_allowed_countries_refuse_every_other_country(make_app, vonage_api):
 
 
 def test_blocked_countries_are_refused_and_the_allow_list_wins(make_app, vonage_api):
-    _accept(vonage_api)
+    accepted(vonage_api)
     blocked = make_app(SEND_SMS_BLOCKED_COUNTRIES="fr").test_client()
     both = make_app(SEND_SMS_ALLOWED_COUNTRIES="FR", SEND_SMS_BLOCKED_COUNTRIES="FR").test_client()
     body = {"to": "+33612345678", "text": "Hi"}

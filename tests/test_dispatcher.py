@@ -15,10 +15,8 @@ from app.events.dispatcher import Dispatcher
 from app.store import outbox as outbox_store
 from app.store.dialect import utcnow
 from app.store.engine import write_transaction
-from tests.conftest import OTHER_API_KEY, auth_headers
 from tests.receivers import Receiver, Reply
-from tests.support import accepted
-from tests.test_webhooks import inbound_payload, status_payload
+from tests.support import OTHER_API_KEY, accepted, auth_headers, inbound_payload, status_payload
 
 ALICE = "14155550100"
 

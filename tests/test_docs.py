@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import count_rows
+from tests.support import count_rows
 
 EXTERNAL_URL = re.compile(r"(?:https?:)?//[\w.-]+", re.IGNORECASE)
 

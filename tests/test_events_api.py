@@ -13,9 +13,16 @@ from sqlalchemy.exc import OperationalError
 from app.store import outbox as outbox_store
 from app.store.dialect import utcnow
 from app.store.models import Message
-from tests.conftest import API_KEY, OTHER_API_KEY, auth_headers, count_rows, signed_headers
-from tests.support import accepted
-from tests.test_webhooks import inbound_payload, status_payload
+from tests.support import (
+    API_KEY,
+    OTHER_API_KEY,
+    accepted,
+    auth_headers,
+    count_rows,
+    inbound_payload,
+    signed_headers,
+    status_payload,
+)
 
 HOOK = "https://hooks.example.com/sms-events"
 ALICE = "+14155550100"

@@ -8,7 +8,7 @@ import uuid
 import requests
 
 from app.observability import TextFormatter
-from tests.conftest import API_KEY, MESSAGES_URL, SIGNATURE_SECRET
+from tests.support import API_KEY, MESSAGES_URL, SIGNATURE_SECRET, inbound_payload
 
 
 def test_a_full_exchange_logs_no_personal_data_or_secrets(
@@ -23,13 +23,7 @@ def test_a_full_exchange_logs_no_personal_data_or_secrets(
     send({"to": "+14155550100", "text": secret_text}, headers={"X-Request-ID": "req-abc-123"})
     send({"to": "+14155550100", "text": secret_text})
     send({"to": "+1415555", "text": secret_text})
-    inbound = {
-        "message_uuid": str(uuid.uuid4()),
-        "from": "14155550123",
-        "to": "14155550199",
-        "timestamp": "2026-11-26T12:00:00Z",
-        "text": secret_text,
-    }
+    inbound = inbound_payload(secret_text, sender="14155550123")
     signed_webhook("/webhooks/inbound", inbound)
     client.post(
         "/webhooks/inbound",

@@ -1,16 +1,16 @@
 """GET /messages and GET /messages/<id>: filters, newest first, cursor paging."""
 
 import json
-import uuid
 
 import pytest
 
 from app.status import as_message_error
-from tests.conftest import (
+from tests.support import (
     OTHER_API_KEY,
     SIGNATURE_SECRET,
     auth_headers,
     count_rows,
+    inbound_payload,
     signed_headers,
 )
 
@@ -20,14 +20,7 @@ def store_inbound(app, count, sender="14155550100", text_body="hello"):
     uuids = []
     client = app.test_client()
     for index in range(count):
-        payload = {
-            "channel": "sms",
-            "message_uuid": str(uuid.uuid4()),
-            "to": "14155550199",
-            "from": sender,
-            "timestamp": "2026-11-26T12:00:00Z",
-            "text": f"{text_body} {index}",
-        }
+        payload = inbound_payload(f"{text_body} {index}", sender=sender)
         body = json.dumps(payload).encode()
         response = client.post(
             "/webhooks/inbound",

@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from app import metrics
-from tests.conftest import MESSAGES_URL
+from tests.support import MESSAGES_URL
 
 
 def sample(name, **labels):

@@ -1,7 +1,6 @@
 """The OpenAPI document: valid 3.1, in step with the app's routes, and true of real answers."""
 
 import json
-import uuid
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -13,7 +12,7 @@ from app.api import history
 from app.api.schemas import MAX_CLIENT_REF, MAX_IDEMPOTENCY_KEY
 from app.openapi import build_spec
 from app.status import ORDER
-from tests.conftest import MESSAGES_URL, SIGNATURE_SECRET, auth_headers
+from tests.support import SIGNATURE_SECRET, accepted, auth_headers
 
 SPEC_URI = "urn:sms-service:openapi"
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
@@ -56,15 +55,6 @@ def openapi_path(rule) -> str:
         for converter in ("string", "int", "path", "uuid", "float", "any"):
             path = path.replace(f"<{converter}:{argument}>", f"{{{argument}}}")
     return path
-
-
-def fresh_uuid_from_vonage(vonage_api) -> None:
-    vonage_api.add_callback(
-        "POST",
-        MESSAGES_URL,
-        callback=lambda request: (202, {}, json.dumps({"message_uuid": str(uuid.uuid4())})),
-        content_type="application/json",
-    )
 
 
 def test_spec_is_valid_openapi_3_1(spec):
@@ -167,10 +157,10 @@ def test_every_operation_is_tagged_and_served_from_the_root(spec):
 
 
 def test_send_answers_match_the_spec(client, spec, vonage_api):
-    fresh_uuid_from_vonage(vonage_api)
+    accepted(vonage_api)
     headers = auth_headers()
 
-    accepted = client.post(
+    plain = client.post(
         "/send-sms", json={"to": "+14155550100", "text": "Grüße €"}, headers=headers
     )
     unicode = client.post(
@@ -185,15 +175,15 @@ def test_send_answers_match_the_spec(client, spec, vonage_api):
     too_big = client.post("/send-sms", json={"text": "x" * 70_000}, headers=headers)
 
     statuses = [
-        r.status_code for r in (accepted, unicode, invalid, unauthorized, not_object, not_json)
+        r.status_code for r in (plain, unicode, invalid, unauthorized, not_object, not_json)
     ]
     assert statuses + [too_big.status_code] == [202, 202, 422, 401, 400, 415, 413]
-    for response in (accepted, unicode, invalid, unauthorized, not_object, not_json, too_big):
+    for response in (plain, unicode, invalid, unauthorized, not_object, not_json, too_big):
         assert_conforms(spec, "POST", "/send-sms", response)
 
 
 def test_rate_limited_send_matches_the_spec(make_app, spec, vonage_api):
-    fresh_uuid_from_vonage(vonage_api)
+    accepted(vonage_api)
     client = make_app(SEND_SMS_RATE_LIMIT="1/minute").test_client()
     body = {"to": "+14155550100", "text": "Hi"}
 
@@ -205,7 +195,7 @@ def test_rate_limited_send_matches_the_spec(make_app, spec, vonage_api):
 
 
 def test_history_answers_match_the_spec(client, spec, vonage_api, signed_webhook):
-    fresh_uuid_from_vonage(vonage_api)
+    accepted(vonage_api)
     sent = client.post(
         "/send-sms", json={"to": "+14155550100", "text": "Hi"}, headers=auth_headers()
     ).get_json()

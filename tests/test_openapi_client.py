@@ -8,11 +8,9 @@ parse the app's real answers, errors included, into its typed models.
 from __future__ import annotations
 
 import importlib
-import json
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,7 +20,7 @@ from werkzeug.serving import make_server
 
 from app import create_app
 from app.config import load_settings
-from tests.conftest import API_KEY, MESSAGES_URL, count_rows
+from tests.support import API_KEY, accepted, count_rows
 
 pytestmark = pytest.mark.integration
 
@@ -33,12 +31,7 @@ GENERATOR_CONFIG = "post_hooks: []\n"
 @pytest.fixture
 def base_url(app, vonage_api) -> Iterator[str]:
     """The app served over real HTTP on 127.0.0.1 (Vonage answered by `responses`)."""
-    vonage_api.add_callback(
-        "POST",
-        MESSAGES_URL,
-        callback=lambda request: (202, {}, json.dumps({"message_uuid": str(uuid.uuid4())})),
-        content_type="application/json",
-    )
+    accepted(vonage_api)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -5,8 +5,7 @@ import uuid
 import pytest
 
 from app.opt_outs import OPT_IN, OPT_OUT, change_for
-from tests.conftest import MESSAGES_URL, count_rows
-from tests.test_webhooks import inbound_payload
+from tests.support import MESSAGES_URL, count_rows, inbound_payload
 
 
 @pytest.mark.parametrize(

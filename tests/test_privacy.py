@@ -1,7 +1,6 @@
 """Retention of message texts and erasure of everything about one number."""
 
 import json
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -10,9 +9,15 @@ from sqlalchemy import text
 from app import retention
 from app.config import ConfigError
 from app.store.dialect import utcnow
-from tests.conftest import MESSAGES_URL, auth_headers, count_rows, signed_headers
+from tests.support import (
+    accepted,
+    auth_headers,
+    count_rows,
+    inbound_payload,
+    signed_headers,
+    status_payload,
+)
 from tests.test_events_api import subscribe
-from tests.test_webhooks import inbound_payload, status_payload
 
 NUMBER = "33612345678"
 
@@ -27,15 +32,6 @@ def age_messages(app, days):
         connection.execute(
             text("UPDATE messages SET created_at = :at"), {"at": utcnow() - timedelta(days=days)}
         )
-
-
-def accept_every_send(vonage_api):
-    vonage_api.add_callback(
-        "POST",
-        MESSAGES_URL,
-        callback=lambda request: (202, {}, json.dumps({"message_uuid": str(uuid.uuid4())})),
-        content_type="application/json",
-    )
 
 
 # --- Retention ---------------------------------------------------------------------------------
@@ -114,7 +110,7 @@ def test_a_bad_retention_period_refuses_to_start(make_settings, value):
 
 def seed_history(app, signed_webhook, send, vonage_api):
     """Two messages each way with NUMBER (and their events), one with someone else."""
-    accept_every_send(vonage_api)
+    accepted(vonage_api)
     sent = send({"to": "+33 6 12 34 56 78", "text": "Hi"}, headers={"Idempotency-Key": "k1"})
     assert sent.status_code == 202
     other = send({"to": "+14155550100", "text": "Hi"}, headers={"Idempotency-Key": "k2"})
@@ -181,7 +177,7 @@ def test_erase_number_cli(app, runner, signed_webhook):
 def test_erasing_a_number_deletes_the_events_pushed_about_it(
     app, client, signed_webhook, send, vonage_api
 ):
-    accept_every_send(vonage_api)
+    accepted(vonage_api)
     assert subscribe(client).status_code == 201
     assert send({"to": NUMBER, "text": "Hi"}).status_code == 202
     assert send({"to": "+14155550100", "text": "Hi"}).status_code == 202

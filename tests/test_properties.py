@@ -13,7 +13,6 @@ import json
 import os
 import string
 import unicodedata
-import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import quote
 
@@ -24,7 +23,7 @@ from hypothesis import strategies as st
 
 from app.sms import GSM7, UCS2, InvalidNumber, clean_text, normalize_number, segment
 from app.webhooks.signature import InvalidSignature, sign, verify
-from tests.conftest import MESSAGES_URL, SIGNATURE_SECRET, auth_headers, count_rows
+from tests.support import SIGNATURE_SECRET, accepted, auth_headers, count_rows
 
 # Random exploration on a developer's machine; the same examples every time in CI.
 IN_CI = os.environ.get("CI") == "true"
@@ -472,12 +471,7 @@ def test_valid_json_nested_too_deeply_to_read_is_kept_as_a_dead_letter(lenient_a
 def test_any_client_ref_identifier_or_cursor_id_is_never_a_server_error(
     lenient_app, vonage_api, value
 ):
-    vonage_api.add_callback(
-        "POST",
-        MESSAGES_URL,
-        callback=lambda request: (202, {}, json.dumps({"message_uuid": str(uuid.uuid4())})),
-        content_type="application/json",
-    )
+    accepted(vonage_api)
     client = lenient_app.test_client()
     cursor = base64.urlsafe_b64encode(json.dumps(["2025-01-01T00:00:00", value]).encode())
 

@@ -12,9 +12,6 @@ tests/test_openapi.py) and each case is sent to a fresh app through
 loader writes pytest's private `Function._nodeid`, which pytest 9.2 removed.
 """
 
-import json
-import uuid
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -27,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from app.openapi import build_spec
-from tests.conftest import MESSAGES_URL, auth_headers
+from tests.support import accepted, auth_headers
 
 WEBHOOK_PATHS = {"/webhooks/inbound", "/webhooks/status"}
 PUBLIC_PATHS = {"/", "/docs", "/health", "/health/ready", "/metrics", "/openapi.json"}
@@ -35,12 +32,7 @@ PUBLIC_PATHS = {"/", "/docs", "/health", "/health/ready", "/metrics", "/openapi.
 
 @pytest.fixture
 def api_app(make_app, vonage_api):
-    vonage_api.add_callback(
-        "POST",
-        MESSAGES_URL,
-        callback=lambda request: (202, {}, json.dumps({"message_uuid": str(uuid.uuid4())})),
-        content_type="application/json",
-    )
+    accepted(vonage_api)
     app = make_app()
     # A crash must reach the checks as the 500 a client would get, not as an exception.
     app.testing = False

@@ -2,10 +2,7 @@
 
 import json
 
-from tests.conftest import (
-    VONAGE_NUMBER,
-)
-from tests.support import TO, accepted, stored_message
+from tests.support import TO, VONAGE_NUMBER, accepted, stored_message
 
 
 def test_send_posts_the_exact_message_and_answers_202(app, send, vonage_api):

@@ -1,12 +1,6 @@
 """POST /send-sms past the per-key rate limit or with a dependency down: 429 or 503, none sent."""
 
-from tests.conftest import (
-    API_KEY,
-    OTHER_API_KEY,
-    auth_headers,
-    count_rows,
-)
-from tests.support import TO, accepted
+from tests.support import API_KEY, OTHER_API_KEY, TO, accepted, auth_headers, count_rows
 
 
 def test_rate_limit_per_key_answers_429_with_retry_after(make_app, vonage_api, limit_storage_uri):

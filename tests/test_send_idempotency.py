@@ -6,14 +6,15 @@ import pytest
 import requests
 from sqlalchemy import text
 
-from tests.conftest import (
+from tests.support import (
     API_KEY,
     MESSAGES_URL,
     OTHER_API_KEY,
+    TO,
+    accepted,
     auth_headers,
     count_rows,
 )
-from tests.support import TO, accepted
 
 
 def test_same_idempotency_key_and_body_replays_without_sending(app, send, vonage_api):

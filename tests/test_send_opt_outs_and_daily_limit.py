@@ -1,11 +1,6 @@
 """POST /send-sms to an opted-out number or past the daily cap: refused before Vonage is called."""
 
-from tests.conftest import (
-    MESSAGES_URL,
-    auth_headers,
-    count_rows,
-)
-from tests.support import TO, accepted
+from tests.support import MESSAGES_URL, TO, accepted, auth_headers, count_rows
 
 
 def test_opted_out_recipient_is_refused(app, send, vonage_api):

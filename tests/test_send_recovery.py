@@ -10,8 +10,7 @@ from app.api.auth import fingerprint
 from app.sending import request_hash
 from app.store import idempotency, messages
 from app.store.dialect import utcnow
-from tests.conftest import API_KEY, count_rows
-from tests.support import TO, accepted, stored_message
+from tests.support import API_KEY, TO, accepted, count_rows, stored_message
 
 PAYLOAD = {"to": TO, "text": "Hi"}
 # What an Idempotency-Key is tied to: the request in canonical form.

@@ -2,13 +2,7 @@
 
 import pytest
 
-from tests.conftest import (
-    API_KEY,
-    OTHER_API_KEY,
-    auth_headers,
-    count_rows,
-)
-from tests.support import TO, accepted
+from tests.support import API_KEY, OTHER_API_KEY, TO, accepted, auth_headers, count_rows
 
 
 @pytest.mark.parametrize(

@@ -5,12 +5,7 @@ import requests
 from sqlalchemy import text
 from urllib3.exceptions import NewConnectionError
 
-from tests.conftest import (
-    MESSAGES_URL,
-    auth_headers,
-    count_rows,
-)
-from tests.support import TO, accepted, stored_message
+from tests.support import MESSAGES_URL, TO, accepted, auth_headers, count_rows, stored_message
 
 
 def test_503_then_202_is_retried_once(app, send, vonage_api):

@@ -25,7 +25,7 @@ from app.simulator.tls import ensure_certificate
 from app.simulator.vonage_api import public_key_pem
 from app.simulator.webhooks import RetryPolicy, WebhookSender
 from app.webhooks.signature import verify
-from tests.conftest import SIGNATURE_SECRET
+from tests.support import SIGNATURE_SECRET
 
 APPLICATION_ID = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
 WEBHOOK_BASE = "http://app.test"

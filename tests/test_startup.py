@@ -10,7 +10,7 @@ import pytest
 
 from app.config import ConfigError
 from app.startup import announce, config_error_block, disabled, exit_with_config_error
-from tests.conftest import API_KEY, SIGNATURE_SECRET, VONAGE_NUMBER
+from tests.support import API_KEY, SIGNATURE_SECRET, VONAGE_NUMBER
 
 
 def announced(settings) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from app.webhooks import events
-from tests.conftest import MESSAGES_URL, auth_headers, count_rows
+from tests.support import MESSAGES_URL, auth_headers, count_rows
 
 
 def v1_inbound(channel="sms", **fields):
@@ -372,7 +372,7 @@ def test_iat_nan_is_401(app, client):
 
     import jwt
 
-    from tests.conftest import SIGNATURE_SECRET
+    from tests.support import SIGNATURE_SECRET
 
     body = json.dumps(v1_inbound()).encode()
     claims = {"iat": float("nan"), "payload_hash": hashlib.sha256(body).hexdigest()}

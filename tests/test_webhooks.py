@@ -10,45 +10,15 @@ import pytest
 import requests
 from sqlalchemy import text
 
-from tests.conftest import (
+from tests.support import (
     MESSAGES_URL,
     SIGNATURE_SECRET,
     auth_headers,
     count_rows,
+    inbound_payload,
     signed_headers,
+    status_payload,
 )
-
-
-def inbound_payload(text_body="Hello there", sender="14155550100", **overrides):
-    payload = {
-        "channel": "sms",
-        "message_uuid": str(uuid.uuid4()),
-        "to": "14155550199",
-        "from": sender,
-        "timestamp": "2026-11-26T12:00:00Z",
-        "text": text_body,
-        "message_type": "text",
-        "sms": {
-            "num_messages": "1",
-            "keyword": text_body.split()[0].upper() if text_body.split() else "",
-        },
-    }
-    payload.update(overrides)
-    return payload
-
-
-def status_payload(message_uuid, status, timestamp="2026-11-26T12:00:01Z", **overrides):
-    payload = {
-        "message_uuid": message_uuid,
-        "to": "14155550100",
-        "from": "14155550199",
-        "timestamp": timestamp,
-        "status": status,
-        "channel": "sms",
-        "usage": {"currency": "EUR", "price": "0.0333"},
-    }
-    payload.update(overrides)
-    return payload
 
 
 def message_status(app, message_uuid):

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.benchmark import events, loadgen, payloads, report, seed, stack
 from tests.integration.conftest import fresh_postgres_database
+from tests.support import free_port
 
 API_KEY = "benchmark-api-key-0123456789abcdef"
 SIGNATURE_SECRET = "benchmark-signature-secret-0123456789abcdef"
@@ -114,7 +115,7 @@ class Benchmark:
         )
         self.key_path.chmod(0o600)  # production refuses a key file others can read
         self.cert_dir = workdir / "simulator"
-        self.sim_port = stack.free_port()
+        self.sim_port = free_port()
 
     def log(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
@@ -137,7 +138,7 @@ class Benchmark:
         }
 
     def start_service(self, name: str, database: Path | str) -> int:
-        port = stack.free_port()
+        port = free_port()
         # The Procfile's order: release (migrate), then web.
         stack.migrate(self.processes, self.service_env(database))
         stack.gunicorn(self.processes, name, SERVICE_APP, port, self.service_env(database))
@@ -375,7 +376,7 @@ class Benchmark:
                 "VONAGE_NUMBER": payloads.SERVICE_NUMBER,
             },
         )
-        baseline_port = stack.free_port()
+        baseline_port = free_port()
         stack.gunicorn(self.processes, "baseline", BASELINE_APP, baseline_port, {})
         self.log(f"simulator on {self.sim_port}, baseline on {baseline_port}")
         # Warm the baseline once, and size the request files from its rate.

@@ -30,6 +30,7 @@ from typing import Any
 import requests
 
 from tests.benchmark import report, stack
+from tests.support import clean_env, free_port
 
 TARGETS = {"ingest_ratio": 0.9, "lag_p99_s": 1.0}
 DRAIN_TIMEOUT_SECONDS = 60.0
@@ -60,7 +61,7 @@ class LagReceiver:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", stack.free_port()), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         self.server.daemon_threads = True
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert_path, key_path)
@@ -97,13 +98,13 @@ def _pending(port: int) -> float:
 def run(bench, api_key: str) -> dict[str, Any]:
     database = bench.workdir / "events.db"
     env = {**bench.service_env(database), "EVENT_ALLOW_PRIVATE_URLS": "true"}
-    port = stack.free_port()
+    port = free_port()
     stack.gunicorn(bench.processes, "service-events", "app:create_app()", port, env)
     worker_log = bench.workdir / "dispatcher.log"
     bench.processes.start(
         "dispatcher",
         [sys.executable, "-m", "flask", "--app", "app", "dispatch"],
-        env=stack.clean_env(**env),
+        env=clean_env(**env),
         ready=lambda: worker_log.exists() and b"dispatcher started" in worker_log.read_bytes(),
     )
     bench.log(f"service-events on 127.0.0.1:{port}, dispatcher started")

@@ -7,10 +7,8 @@ run's temp dir, never to a pipe that could fill up.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,9 +18,8 @@ from pathlib import Path
 
 import requests
 
-from app.config import Settings
+from tests.support import clean_env
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 10
 # The Procfile's worker settings, passed through unchanged to the app and the baseline.
@@ -31,25 +28,6 @@ GUNICORN_ENV = ("WEB_CONCURRENCY", "GUNICORN_THREADS")
 
 class StartError(RuntimeError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def clean_env(**values: str) -> dict[str, str]:
-    """The child's environment: every service setting blank unless given.
-
-    Blank, not absent: python-dotenv never overrides a variable that is set, so
-    a developer's `.env` cannot change what is measured.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VONAGE_", "SIM_"))}
-    env.update({f.name.upper(): "" for f in dataclasses.fields(Settings)})
-    env.update(PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1", REQUESTS_CA_BUNDLE="")
-    env.update(values)
-    return env
 
 
 def gunicorn_settings() -> dict[str, str]:

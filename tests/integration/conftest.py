@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,21 +21,17 @@ from typing import Any
 import pytest
 import requests
 
-from app.config import Settings
+from tests.support import (
+    API_KEY,
+    APPLICATION_ID,
+    SIGNATURE_SECRET,
+    VONAGE_NUMBER,
+    clean_env,
+    free_port,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 30
 WAIT_TIMEOUT_SECONDS = 20
-API_KEY = "integration-api-key-0123456789abcdef"
-SIGNATURE_SECRET = "integration-signature-secret-0123456789abcdef"
-APPLICATION_ID = "11111111-2222-4333-8444-555555555555"
-VONAGE_NUMBER = "14155550199"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(check: Callable[[], Any], *, what: str, timeout: float = WAIT_TIMEOUT_SECONDS):
@@ -53,19 +47,6 @@ def wait_until(check: Callable[[], Any], *, what: str, timeout: float = WAIT_TIM
             return result
         time.sleep(0.05)
     pytest.fail(f"timed out waiting for {what}" + (f": {last_error}" if last_error else ""))
-
-
-def clean_env(**values: str) -> dict[str, str]:
-    """The environment for a child: every setting blank unless given.
-
-    Blank, not absent: python-dotenv never overrides a variable that is set,
-    so a developer's `.env` cannot leak into the tests.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VONAGE_", "SIM_"))}
-    env.update({field.name.upper(): "" for field in dataclasses.fields(Settings)})
-    env.update(PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1", REQUESTS_CA_BUNDLE="")
-    env.update(values)
-    return env
 
 
 @contextlib.contextmanager

@@ -30,17 +30,8 @@ import requests
 from app.config import load_settings
 from app.sending import hold_seconds
 from app.webhooks.payloads import status_payload
-from tests.integration.conftest import (
-    API_KEY,
-    SIGNATURE_SECRET,
-    Stack,
-    clean_env,
-    free_port,
-    running,
-    wait_until,
-)
+from tests.integration.conftest import Stack, running, wait_until
 from tests.integration.test_faults import (
-    TO,
     app_env,
     assert_problem,
     delivered,
@@ -50,6 +41,15 @@ from tests.integration.test_faults import (
     migrate,
     post_signed,
     query,
+)
+from tests.support import (
+    API_KEY,
+    APPLICATION_ID,
+    SIGNATURE_SECRET,
+    TO,
+    VONAGE_NUMBER,
+    clean_env,
+    free_port,
 )
 
 pytestmark = pytest.mark.integration
@@ -66,10 +66,10 @@ def simulator(workdir: Path, key_file: Path, app_port: int) -> Iterator[Stack]:
     cert_dir = workdir / "simulator"
     sim_port = free_port()
     env = clean_env(
-        VONAGE_APPLICATION_ID="11111111-2222-4333-8444-555555555555",
+        VONAGE_APPLICATION_ID=APPLICATION_ID,
         VONAGE_PRIVATE_KEY_PATH=str(key_file),
         VONAGE_SIGNATURE_SECRET=SIGNATURE_SECRET,
-        VONAGE_NUMBER="14155550199",
+        VONAGE_NUMBER=VONAGE_NUMBER,
     )
     args = [
         sys.executable, "-m", "app.simulator",
@@ -169,7 +169,7 @@ def test_kill_9_while_vonage_is_called_frees_the_key_and_never_resends(tmp_path,
                     message_uuid=str(uuid.uuid4()),
                     status="delivered",
                     to=TO,
-                    sender="14155550199",
+                    sender=VONAGE_NUMBER,
                     client_ref=message_id,
                 ),
             )

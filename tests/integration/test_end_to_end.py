@@ -13,11 +13,10 @@ from datetime import datetime
 import pytest
 import requests
 
-from tests.integration.conftest import VONAGE_NUMBER, Stack, clean_env, wait_until
+from tests.integration.conftest import Stack, wait_until
+from tests.support import TO, VONAGE_NUMBER, clean_env
 
 pytestmark = pytest.mark.integration
-
-TO = "+14155550100"
 
 
 @pytest.fixture(scope="module")

@@ -15,19 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.conftest import signed_headers as vonage_signed_headers
-from tests.integration.conftest import (
-    API_KEY,
-    SIGNATURE_SECRET,
-    fresh_postgres_database,
-    wait_until,
-)
+from tests.integration.conftest import fresh_postgres_database, wait_until
 from tests.receivers import Receiver, Reply
+from tests.support import API_KEY, OTHER_API_KEY, SIGNATURE_SECRET, inbound_payload
+from tests.support import signed_headers as vonage_signed_headers
 
 pytestmark = pytest.mark.integration
 
-OTHER_KEY = "integration-other-key-0123456789abcdef"
-EVENT_SETTINGS = {"API_KEYS": f"{API_KEY},{OTHER_KEY}", "EVENT_RETRY_SCHEDULE": "0.2,0.2,0.2"}
+EVENT_SETTINGS = {"API_KEYS": f"{API_KEY},{OTHER_API_KEY}", "EVENT_RETRY_SCHEDULE": "0.2,0.2,0.2"}
 
 
 @pytest.fixture(scope="module")
@@ -59,17 +54,7 @@ def unsubscribe(stack, subscription, key=API_KEY):
 
 
 def post_inbound(stack, sender, text, message_uuid):
-    payload = {
-        "channel": "sms",
-        "message_uuid": message_uuid,
-        "to": "14155550199",
-        "from": sender,
-        "timestamp": "2026-11-27T08:00:00Z",
-        "text": text,
-        "message_type": "text",
-        "sms": {"num_messages": "1", "keyword": text.split()[0].upper()},
-    }
-    body = json.dumps(payload).encode()
+    body = json.dumps(inbound_payload(text, sender=sender, message_uuid=message_uuid)).encode()
     response = requests.post(
         f"{stack.app_url}/webhooks/inbound",
         data=body,
@@ -83,9 +68,9 @@ def test_replies_and_receipts_arrive_by_push_for_the_key_that_sent(event_stack):
     stack = event_stack
     with Receiver() as alice_hook, Receiver() as bob_hook, stack.worker():
         alice = subscribe(stack, alice_hook.url)
-        bob = subscribe(stack, bob_hook.url, key=OTHER_KEY)
+        bob = subscribe(stack, bob_hook.url, key=OTHER_API_KEY)
         sent = stack.send({"to": "+14155550100", "text": "Your table is ready"}).json()
-        call(stack, "POST", "/send-sms", OTHER_KEY, json={"to": "+14155550101", "text": "Hi"})
+        call(stack, "POST", "/send-sms", OTHER_API_KEY, json={"to": "+14155550101", "text": "Hi"})
 
         stack.sim("POST", "/_sim/inbound", json={"from": "14155550100", "text": "On my way"})
         stack.sim("POST", "/_sim/inbound", json={"from": "14155550101", "text": "Who is this?"})
@@ -109,7 +94,7 @@ def test_replies_and_receipts_arrive_by_push_for_the_key_that_sent(event_stack):
             what="Bob's reply",
         )
         unsubscribe(stack, alice)
-        unsubscribe(stack, bob, OTHER_KEY)
+        unsubscribe(stack, bob, OTHER_API_KEY)
 
     statuses = [e for e in events if e["type"] == "message.status"]
     assert all(e["data"]["id"] == sent["id"] for e in statuses)

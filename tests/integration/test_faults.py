@@ -38,18 +38,21 @@ from sqlalchemy import create_engine, text
 from app.simulator.tls import ensure_certificate
 from app.vonage_client import MAX_ATTEMPTS
 from app.webhooks.payloads import inbound_payload, status_payload
-from app.webhooks.signature import sign
 from tests.integration.conftest import (
+    START_TIMEOUT_SECONDS,
+    Stack,
+    fresh_postgres_database,
+    wait_until,
+)
+from tests.support import (
     API_KEY,
     APPLICATION_ID,
     SIGNATURE_SECRET,
-    START_TIMEOUT_SECONDS,
+    TO,
     VONAGE_NUMBER,
-    Stack,
     clean_env,
     free_port,
-    fresh_postgres_database,
-    wait_until,
+    signed_headers,
 )
 
 pytestmark = pytest.mark.integration
@@ -57,7 +60,6 @@ pytestmark = pytest.mark.integration
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
 FAULTS_DATABASE = "sms_faults"
 REQUEST_TIMEOUT = 30
-TO = "+14155550100"
 CUSTOMER = "14155550123"
 WEB = [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "app:create_app()"]
 MIGRATE = [sys.executable, "-m", "flask", "--app", "app", "migrate"]
@@ -103,10 +105,7 @@ def post_signed(base_url: str, kind: str, payload: dict, session=requests) -> re
     return session.post(
         f"{base_url}/webhooks/{kind}",
         data=body,
-        headers={
-            "Authorization": f"Bearer {sign(body, SIGNATURE_SECRET)}",
-            "Content-Type": "application/json",
-        },
+        headers=signed_headers(body),
         timeout=REQUEST_TIMEOUT,
     )
 

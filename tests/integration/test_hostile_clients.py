@@ -10,15 +10,13 @@ import contextlib
 import json
 import socket
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from app.webhooks.signature import sign
-from tests.integration.conftest import SIGNATURE_SECRET, VONAGE_NUMBER
+from tests.support import inbound_payload, signed_headers
 
 pytestmark = pytest.mark.integration
 
@@ -56,16 +54,12 @@ def slow_connections(url: str, count: int) -> Iterator[list[socket.socket]]:
 
 
 def signed_inbound(url: str) -> requests.Response:
-    body = json.dumps(
-        {"message_uuid": str(uuid.uuid4()), "from": "14155550123", "to": VONAGE_NUMBER,
-         "timestamp": "2026-11-26T12:00:00Z", "text": "still here?"}
-    ).encode()  # fmt: skip
-    headers = {
-        "Authorization": f"Bearer {sign(body, SIGNATURE_SECRET)}",
-        "Content-Type": "application/json",
-    }
+    body = json.dumps(inbound_payload("still here?", sender="14155550123")).encode()
     return requests.post(
-        f"{url}/webhooks/inbound", data=body, headers=headers, timeout=ANSWER_WITHIN_SECONDS
+        f"{url}/webhooks/inbound",
+        data=body,
+        headers=signed_headers(body),
+        timeout=ANSWER_WITHIN_SECONDS,
     )
 
 
@@ -166,7 +160,7 @@ def test_gunicorn_refuses_an_unparseable_thread_count_naming_it(tmp_path):
     import subprocess
     import sys
 
-    from tests.integration.conftest import clean_env, free_port
+    from tests.support import clean_env, free_port
 
     web = [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "app:create_app()"]
     env = clean_env(GUNICORN_THREADS="many", PORT=str(free_port()), HOST="127.0.0.1")

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from app.webhooks.signature import sign
-from tests.integration.conftest import SIGNATURE_SECRET, VONAGE_NUMBER
+from tests.support import inbound_payload, signed_headers
 
 pytestmark = pytest.mark.integration
 
@@ -30,16 +28,9 @@ def test_counts_from_every_worker_are_summed(stack):
     before = requests.get(f"{stack.app_url}/metrics", timeout=10).text
 
     def deliver(_):
-        body = json.dumps(
-            {"message_uuid": str(uuid.uuid4()), "from": "14155550123", "to": VONAGE_NUMBER,
-             "timestamp": "2026-11-26T12:00:00Z", "text": "count me"}
-        ).encode()  # fmt: skip
-        headers = {
-            "Authorization": f"Bearer {sign(body, SIGNATURE_SECRET)}",
-            "Content-Type": "application/json",
-        }
+        body = json.dumps(inbound_payload("count me", sender="14155550123")).encode()
         answer = requests.post(
-            f"{stack.app_url}/webhooks/inbound", data=body, headers=headers, timeout=30
+            f"{stack.app_url}/webhooks/inbound", data=body, headers=signed_headers(body), timeout=30
         )
         return answer.status_code
 

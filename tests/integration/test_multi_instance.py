@@ -11,30 +11,29 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
 import requests
 
-from app.webhooks.signature import sign
-from tests.integration.conftest import (
+from tests.integration.conftest import fresh_postgres_database, running
+from tests.support import (
     API_KEY,
     APPLICATION_ID,
+    OTHER_API_KEY,
     SIGNATURE_SECRET,
     VONAGE_NUMBER,
     clean_env,
     free_port,
-    fresh_postgres_database,
-    running,
+    inbound_payload,
+    signed_headers,
 )
 
 pytestmark = pytest.mark.integration
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
-SECOND_KEY = "integration-second-key-0123456789abcdef"
 RATE_LIMIT = 12
 DAILY_LIMIT = 14
 
@@ -57,7 +56,7 @@ def two_instances(shared_database, tmp_path, key_file):
         WEB_CONCURRENCY="2",
         DATABASE_URL=shared_database,
         RATELIMIT_STORAGE_URI=REDIS_URL,
-        API_KEYS=f"{API_KEY},{SECOND_KEY}",
+        API_KEYS=f"{API_KEY},{OTHER_API_KEY}",
         SEND_SMS_RATE_LIMIT=f"{RATE_LIMIT}/minute",
         SEND_SMS_DAILY_LIMIT=str(DAILY_LIMIT),
         VONAGE_APPLICATION_ID=APPLICATION_ID,
@@ -127,19 +126,13 @@ def test_limits_idempotency_and_dedupe_hold_across_instances(two_instances):
     assert [m["request"]["client_ref"] for m in received["messages"]] == [ids.pop()]
 
     # Webhook dedupe: one inbound message delivered ten times to both instances at once.
-    body = json.dumps(
-        {"message_uuid": str(uuid.uuid4()), "from": "14155550123", "to": VONAGE_NUMBER,
-         "timestamp": "2026-11-26T12:00:00Z", "text": "hello", "channel": "sms"}
-    ).encode()  # fmt: skip
+    body = json.dumps(inbound_payload("hello", sender="14155550123")).encode()
 
     def deliver(index):
         return requests.post(
             f"{bases[index % 2]}/webhooks/inbound",
             data=body,
-            headers={
-                "Authorization": f"Bearer {sign(body, SIGNATURE_SECRET)}",
-                "Content-Type": "application/json",
-            },
+            headers=signed_headers(body),
             timeout=10,
         ).status_code
 
@@ -155,7 +148,7 @@ def test_limits_idempotency_and_dedupe_hold_across_instances(two_instances):
 
     # Rate limit per key, counted in Redis: RATE_LIMIT pass in all, not per instance.
     results = [
-        post_send(bases[i % 2], SECOND_KEY, {"to": "+14155550100", "text": f"n{i}"}).status_code
+        post_send(bases[i % 2], OTHER_API_KEY, {"to": "+14155550100", "text": f"n{i}"}).status_code
         for i in range(RATE_LIMIT + 2)
     ]
     assert results.count(202) == RATE_LIMIT

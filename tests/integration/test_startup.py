@@ -14,15 +14,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.conftest import (
+from tests.integration.conftest import running, wait_until
+from tests.support import (
     API_KEY,
     APPLICATION_ID,
     SIGNATURE_SECRET,
     VONAGE_NUMBER,
     clean_env,
     free_port,
-    running,
-    wait_until,
 )
 
 pytestmark = pytest.mark.integration

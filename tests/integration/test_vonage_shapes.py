@@ -9,7 +9,8 @@ from datetime import datetime
 
 import pytest
 
-from tests.integration.conftest import clean_env, wait_until
+from tests.integration.conftest import wait_until
+from tests.support import clean_env
 
 pytestmark = pytest.mark.integration
 
