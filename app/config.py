@@ -134,12 +134,12 @@ _POSITIVE = {
 }
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
-DEFAULT_GUNICORN_THREADS = 32
+DEFAULT_GUNICORN_THREADS = 96
 
 
 def default_max_in_flight(environ: Mapping[str, str]) -> int:
-    """The worker's threads (gunicorn's GUNICORN_THREADS, 32 by default) less a
-    quarter (at least 2) kept for webhooks and health: 24 of 32, 6 of 8. A send
+    """The worker's threads (gunicorn's GUNICORN_THREADS, 96 by default) less a
+    quarter (at least 2) kept for webhooks and health: 72 of 96, 6 of 8. A send
     may wait seconds on Vonage; a webhook or a probe takes milliseconds."""
     try:
         threads = int(environ.get("GUNICORN_THREADS") or DEFAULT_GUNICORN_THREADS)

@@ -71,10 +71,11 @@ def writing(timeout: float | None = None) -> AbstractContextManager[Connection]:
     return write_transaction(engine(), timeout)
 
 
-def write_grouped(work: Callable[[Connection], Any]) -> Any:
+def write_grouped(work: Callable[[Connection], Any], timeout: float | None = None) -> Any:
     """`work(connection)` committed durably, in one commit with concurrent writes
-    of this worker (see `app.store.engine.grouped_write`)."""
-    return grouped_write(engine(), work)
+    of this worker (see `app.store.engine.grouped_write`); `timeout` bounds the
+    wait for the write lock."""
+    return grouped_write(engine(), work, timeout)
 
 
 def reading() -> Connection:

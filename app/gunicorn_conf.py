@@ -29,7 +29,7 @@ worker_class = "app.buffering_worker.BufferingThreadWorker"
 # Connections a worker holds at once, slow ones included (each costs a socket
 # and at most ~130 KiB of buffer while its request arrives).
 worker_connections = 1000
-threads = _whole_number("GUNICORN_THREADS", 32)
+threads = _whole_number("GUNICORN_THREADS", 96)
 timeout = 60
 graceful_timeout = 30
 keepalive = 5

@@ -33,7 +33,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from app import metrics
 from app.api.schemas import SendRequest
 from app.errors import Problem, dependency_problem
-from app.extensions import reading, settings, vonage, writing
+from app.extensions import reading, settings, vonage, write_grouped, writing
 from app.observability import annotate
 from app.sms import mask_number
 from app.status import VONAGE_STATUSES, message_error
@@ -127,10 +127,11 @@ def _send(request, owner, idempotency_key, body_hash, throttle, client, config) 
         # Before any other check: a retry of a request that was answered replays
         # that answer, even if the recipient has opted out since.
         hold = timedelta(seconds=hold_seconds(config))
-        with writing() as connection:
-            replay = idempotency.claim_idempotency_key(
+        replay = write_grouped(
+            lambda connection: idempotency.claim_idempotency_key(
                 connection, owner, claim.key, body_hash, hold
             )
+        )
         if replay is not None:
             return _replay(replay, body_hash, claim, config)
 
@@ -168,7 +169,8 @@ def _create_message(
 ) -> _Message:
     message_id = str(uuid.uuid4())
     today = datetime.now(UTC).date()
-    with writing(timeout=budget.remaining()) as connection:
+
+    def create(connection: Connection) -> dict:
         if config.send_sms_daily_limit and not daily_count.take_daily_slot(
             connection, today, config.send_sms_daily_limit
         ):
@@ -199,6 +201,9 @@ def _create_message(
             # This request outlived its hold (a frozen process): another may own the key.
             raise dependency_problem()
         _sweep_now_and_then(connection, config)
+        return row
+
+    row = write_grouped(create, timeout=budget.remaining())
     return _Message(message_id, today, row["from_number"])
 
 
@@ -268,8 +273,10 @@ def _deliver(
 def _mark_vonage_called(message: _Message, budget: Budget) -> bool:
     """False (never call Vonage) when storage fails or the row was settled meanwhile."""
     try:
-        with writing(timeout=budget.remaining()) as connection:
-            return store.mark_vonage_called(connection, message.id)
+        return write_grouped(
+            lambda connection: store.mark_vonage_called(connection, message.id),
+            timeout=budget.remaining(),
+        )
     except STORAGE_ERRORS:
         return False
 
@@ -356,8 +363,7 @@ def _not_sent(
 def _write_outcome(what: str, write: Callable[[Connection], None], budget: Budget) -> None:
     """Write now if storage answers within the budget, else later: the answer stands."""
     try:
-        with writing(timeout=budget.seconds) as connection:
-            write(connection)
+        write_grouped(write, timeout=budget.seconds)
     except STORAGE_ERRORS:
         current_app.extensions["deferred_writes"].defer(what, write)
 

@@ -108,3 +108,76 @@ def test_a_failed_commit_fails_every_write_of_the_batch(sqlite_engine, monkeypat
     monkeypatch.undo()
     assert names(sqlite_engine) == []
     assert grouped_write(sqlite_engine, insert("after")) == "stored after"
+
+
+def submit_in_thread(engine, work, outcomes, name, **kwargs):
+    def run():
+        try:
+            outcomes[name] = grouped_write(engine, work, **kwargs)
+        except Exception as error:  # noqa: BLE001 - the outcome under test
+            outcomes[name] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_a_queued_write_gives_up_after_its_timeout_and_is_never_run(sqlite_engine):
+    """A send's write waits at most its budget: still queued when the time is up, it
+    fails alone (database is locked) and is not committed later by another batch."""
+    gate = threading.Event()
+    outcomes: dict[str, object] = {}
+
+    def slow(connection):
+        gate.wait(10)
+        return insert("slow")(connection)
+
+    leader = submit_in_thread(sqlite_engine, slow, outcomes, "slow")
+    committer = None
+    while committer is None or not committer._leading:
+        committer = engine_module._committers.get(sqlite_engine)
+        time.sleep(0.001)
+
+    with pytest.raises(Exception, match="database is locked"):
+        grouped_write(sqlite_engine, insert("impatient"), timeout=0.05)
+    gate.set()
+    leader.join(10)
+
+    assert outcomes["slow"] == "stored slow"
+    assert committer._pending == []
+    assert grouped_write(sqlite_engine, insert("later")) == "stored later"
+    assert names(sqlite_engine) == ["later", "slow"]
+
+
+def test_a_leader_without_the_lock_in_time_fails_alone_and_hands_the_lead_on(
+    sqlite_engine, monkeypatch
+):
+    """Another process holds the write lock: the leader with a short budget fails when
+    its time is up, and the write queued behind it, with a longer budget, leads next
+    and is committed once the lock is free."""
+    queue = engine_module._writer_queue(sqlite_engine.url.database)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_lock():
+        with queue.held(10):
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    holding.wait(5)
+    outcomes: dict[str, object] = {}
+    first = submit_in_thread(sqlite_engine, insert("short"), outcomes, "short", timeout=0.3)
+    committer = None
+    while committer is None or not committer._pending:
+        committer = engine_module._committers.get(sqlite_engine)
+        time.sleep(0.001)
+    second = submit_in_thread(sqlite_engine, insert("patient"), outcomes, "patient", timeout=10)
+    first.join(10)
+    release.set()
+    second.join(10)
+    holder.join(10)
+
+    assert "database is locked" in str(outcomes["short"])
+    assert outcomes["patient"] == "stored patient"
+    assert names(sqlite_engine) == ["patient"]

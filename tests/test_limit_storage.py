@@ -13,14 +13,15 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
-from limits import RateLimitItemPerMinute
-from limits.storage import storage_from_string
+from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
+from limits.storage import memory, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from app.extensions import limiter
-from app.limit_storage import SerialisedMemoryStorage, storage_uri
+from app.limit_storage import SWEEP_INTERVAL_SECONDS, SerialisedMemoryStorage, storage_uri
 
 THREADS = 12
 ROUNDS = 200
@@ -92,3 +93,34 @@ def test_the_app_limits_with_the_serialised_storage(make_app):
 
 def test_other_storages_are_left_as_configured():
     assert storage_uri("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_hits_start_at_most_one_sweep_thread_a_second_and_limits_still_expire(monkeypatch):
+    """Upstream starts a Timer thread on almost every hit under load; ours sweeps at most
+    once per interval, and a window still ends on time (each hit checks its own expiry)."""
+    started = []
+
+    class CountingTimer(threading.Timer):
+        def start(self):
+            started.append(self)
+            super().start()
+
+    monkeypatch.setattr(threading, "Timer", CountingTimer)
+    clock = [1000.0]
+    monkeypatch.setattr("app.limit_storage.time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(memory, "time", SimpleNamespace(time=lambda: clock[0]))
+    storage = storage_from_string(storage_uri("memory://"))
+    strategy = FixedWindowRateLimiter(storage)
+    item = RateLimitItemPerSecond(3)
+
+    allowed = []
+    for _ in range(50):
+        allowed.append(strategy.hit(item, "caller"))
+        storage.timer.join()
+    assert allowed == [True] * 3 + [False] * 47
+    assert len(started) == 1
+
+    clock[0] += SWEEP_INTERVAL_SECONDS  # the window has ended, and the sweep is due
+    assert strategy.hit(item, "caller")
+    storage.timer.join()
+    assert len(started) == 2

@@ -217,7 +217,7 @@ def test_sends_beyond_the_cap_are_503_and_touch_nothing(make_app, vonage_api):
     assert len(vonage_api.calls) == 0
 
 
-@pytest.mark.parametrize(("threads", "cap"), [(None, 24), ("8", 6), ("2", 1), ("1", 1)])
+@pytest.mark.parametrize(("threads", "cap"), [(None, 72), ("8", 6), ("2", 1), ("1", 1)])
 def test_the_cap_leaves_a_quarter_of_the_threads_to_webhooks(threads, cap):
     from app.config import load_settings
 

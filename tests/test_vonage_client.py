@@ -156,6 +156,37 @@ def test_a_ca_bundle_setting_is_what_the_host_is_checked_against(private_key_pem
     assert responses.calls[0].request.req_kwargs["verify"] == str(bundle)
 
 
+@responses.activate
+@pytest.mark.parametrize(
+    ("no_proxy", "expected"), [("", "http://proxy.example:3128"), ("api-eu.vonage.com", None)]
+)
+def test_the_environment_is_read_once_as_requests_would_read_it(
+    private_key_pem, tmp_path, monkeypatch, no_proxy, expected
+):
+    """REQUESTS_CA_BUNDLE and the proxy variables are taken when the client is built,
+    not looked up again (with ~/.netrc) on every send."""
+    bundle = tmp_path / "system-bundle.pem"
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    responses.post(URL, json={"message_uuid": "uuid-1"}, status=202)
+    vonage = VonageClient(
+        application_id="app-id",
+        private_key=private_key_pem,
+        api_host="api-eu.vonage.com",
+        timeout=2,
+    )
+    monkeypatch.setattr(
+        "requests.utils.get_environ_proxies", lambda *_: pytest.fail("environment read again")
+    )
+
+    send(vonage)
+
+    sent = responses.calls[0].request.req_kwargs
+    assert sent["verify"] == str(bundle)
+    assert sent["proxies"].get("https") == expected
+
+
 def test_an_unreadable_ca_bundle_is_unavailable_naming_it(private_key_pem, tmp_path):
     missing = tmp_path / "missing.pem"
     vonage = VonageClient(

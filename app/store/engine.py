@@ -182,30 +182,42 @@ def write_transaction(engine: Engine, timeout: float | None = None) -> Iterator[
         return
     deadline = time.monotonic() + timeout
     with queue.held(timeout), engine.connect() as connection:
-        remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
-        dbapi = connection.connection.dbapi_connection
-        dbapi.execute(f"PRAGMA busy_timeout={min(remaining_ms, SQLITE_BUSY_TIMEOUT_MS)}")
-        try:
-            with connection.begin():
-                yield connection
-        finally:
-            # A broken connection is discarded by the pool anyway.
-            with contextlib.suppress(sqlite3.Error):
-                dbapi.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        with _busy_timeout(connection, deadline - time.monotonic()), connection.begin():
+            yield connection
+
+
+@contextmanager
+def _busy_timeout(connection: Connection, seconds: float) -> Iterator[None]:
+    """SQLite's own wait for a lock held outside the queue, bounded by `seconds`."""
+    milliseconds = min(max(1, int(seconds * 1000)), SQLITE_BUSY_TIMEOUT_MS)
+    if milliseconds == SQLITE_BUSY_TIMEOUT_MS:
+        yield
+        return
+    dbapi = connection.connection.dbapi_connection
+    dbapi.execute(f"PRAGMA busy_timeout={milliseconds}")
+    try:
+        yield
+    finally:
+        # A broken connection is discarded by the pool anyway.
+        with contextlib.suppress(sqlite3.Error):
+            dbapi.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 GROUP_COMMIT_MAX_BATCH = 64
+LEAD_FLOOR_SECONDS = 0.05
 
 
 class _Pending:
     """One request's write, waiting for the batch that commits it."""
 
-    __slots__ = ("work", "done", "lead", "result", "error")
+    __slots__ = ("work", "deadline", "done", "lead", "taken", "result", "error")
 
-    def __init__(self, work: Callable[[Connection], Any]) -> None:
+    def __init__(self, work: Callable[[Connection], Any], deadline: float) -> None:
         self.work = work
+        self.deadline = deadline
         self.done = threading.Event()
         self.lead = False
+        self.taken = False
         self.result: Any = None
         self.error: BaseException | None = None
 
@@ -213,7 +225,7 @@ class _Pending:
 class _GroupCommitter:
     """Concurrent writes of one worker share one transaction and one fsync.
 
-    The first writer to arrive leads: it takes the write lock, runs every
+    The first writer to arrive leads: it takes the write lock, then runs every
     write queued so far in one `BEGIN IMMEDIATE ... COMMIT`, each in its own
     savepoint (one failing write is rolled back alone and fails only its own
     request), and wakes each waiter with its own result once the commit is
@@ -221,6 +233,12 @@ class _GroupCommitter:
     waiter is answered before the commit that holds its write, so each
     request is as durable as with a transaction of its own; across workers
     the write lock changes hands once per batch instead of once per write.
+
+    Each write waits for the lock at most its own `timeout` (a send answers
+    within its budget): a write still queued when its time is up leaves the
+    queue and fails alone, and a leader that cannot get the lock in its time
+    fails alone and hands the lead on. A write is taken into a batch only once
+    the lock is held, so it then waits only for that batch's commit.
     """
 
     def __init__(self, queue: _WriterQueue) -> None:
@@ -229,39 +247,61 @@ class _GroupCommitter:
         self._pending: list[_Pending] = []
         self._leading = False
 
-    def run(self, engine: Engine, work: Callable[[Connection], Any]) -> Any:
-        mine = _Pending(work)
+    def run(self, engine: Engine, work: Callable[[Connection], Any], timeout: float) -> Any:
+        mine = _Pending(work, time.monotonic() + timeout)
         with self._lock:
             self._pending.append(mine)
             lead = not self._leading
             self._leading = True
         if not lead:
-            mine.done.wait()
+            if not mine.done.wait(timeout):
+                with self._lock:
+                    if not (mine.taken or mine.lead):
+                        self._pending.remove(mine)
+                        raise _queue_timeout()
+                mine.done.wait()
             if not mine.lead:
                 return _outcome(mine)
-        self._lead(engine)
+        self._lead(engine, mine)
         return _outcome(mine)
 
-    def _lead(self, engine: Engine) -> None:
-        with self._lock:
-            batch = self._pending[:GROUP_COMMIT_MAX_BATCH]
-            del self._pending[:GROUP_COMMIT_MAX_BATCH]
+    def _lead(self, engine: Engine, mine: _Pending) -> None:
+        batch: list[_Pending] = [mine]
         try:
-            self._commit(engine, batch)
+            wait = max(LEAD_FLOOR_SECONDS, mine.deadline - time.monotonic())
+            with self._queue.held(wait):
+                with self._lock:
+                    batch = self._pending[:GROUP_COMMIT_MAX_BATCH]
+                    del self._pending[:GROUP_COMMIT_MAX_BATCH]
+                    for pending in batch:
+                        pending.taken = True
+                self._commit(engine, batch)
+        except BaseException as error:
+            # The lock was not had in time (or the commit broke): this batch fails.
+            for pending in batch:
+                if pending.error is None:
+                    pending.error = error
+            if not isinstance(error, Exception):
+                raise
         finally:
             with self._lock:
+                if mine in self._pending:
+                    self._pending.remove(mine)
                 successor = self._pending[0] if self._pending else None
                 if successor is None:
                     self._leading = False
+                else:
+                    successor.lead = True
             for pending in batch:
                 pending.done.set()
             if successor is not None:
-                successor.lead = True
                 successor.done.set()
 
     def _commit(self, engine: Engine, batch: list[_Pending]) -> None:
-        try:
-            with self._queue.held(WRITER_QUEUE_TIMEOUT_SECONDS), engine.begin() as connection:
+        """The batch in one transaction; the caller holds the write lock."""
+        seconds = max(LEAD_FLOOR_SECONDS, batch[0].deadline - time.monotonic())
+        with engine.connect() as connection, _busy_timeout(connection, seconds):
+            with connection.begin():
                 if len(batch) == 1:
                     # Alone: a failure rolls the whole transaction back, no savepoint needed.
                     batch[0].result = batch[0].work(connection)
@@ -275,12 +315,6 @@ class _GroupCommitter:
                         connection.exec_driver_sql("ROLLBACK TO SAVEPOINT grouped_write")
                         pending.error = error
                     connection.exec_driver_sql("RELEASE SAVEPOINT grouped_write")
-        except BaseException as error:
-            for pending in batch:
-                if pending.error is None:
-                    pending.error = error
-            if not isinstance(error, Exception):
-                raise
 
 
 def _outcome(pending: _Pending) -> Any:
@@ -293,21 +327,24 @@ def _outcome(pending: _Pending) -> Any:
 _committers: weakref.WeakKeyDictionary[Engine, _GroupCommitter] = weakref.WeakKeyDictionary()
 
 
-def grouped_write(engine: Engine, work: Callable[[Connection], Any]) -> Any:
+def grouped_write(
+    engine: Engine, work: Callable[[Connection], Any], timeout: float | None = None
+) -> Any:
     """`work(connection)` committed durably, sharing its commit with concurrent writes.
 
     Returns what `work` returned, or raises what it raised (its changes rolled
     back) or what the commit raised. On SQLite files writes of one worker are
     batched (see `_GroupCommitter`); elsewhere `work` gets a transaction of its own.
+    `timeout` bounds the wait for the write lock, as in `write_transaction`.
     `work` may run on another request's thread: it must use only its arguments.
     """
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:":
-        with write_transaction(engine) as connection:
+        with write_transaction(engine, timeout) as connection:
             return work(connection)
     committer = _committers.get(engine)
     if committer is None:
         queue = _writer_queue(database)
         with _writer_queues_lock:
             committer = _committers.setdefault(engine, _GroupCommitter(queue))
-    return committer.run(engine, work)
+    return committer.run(engine, work, WRITER_QUEUE_TIMEOUT_SECONDS if timeout is None else timeout)

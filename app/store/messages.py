@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, or_, select, update
 
 from app.status import ORDER, message_error, rank, statuses_below
 from app.store.dialect import upsert, utcnow
@@ -26,23 +26,14 @@ def insert_outbound(connection: Connection, row: dict[str, Any]) -> dict[str, An
         "created_at": now,
         "updated_at": now,
     }
-    connection.execute(messages.insert().values(**values))
+    connection.execute(_INSERT_OUTBOUND, values)
     return values
 
 
 def mark_sent(connection: Connection, message_id: str, message_uuid: str) -> None:
     """Link Vonage's uuid, then let any status that raced ahead of us win."""
     now = utcnow()
-    connection.execute(
-        update(messages)
-        .where(messages.c.id == message_id)
-        .values(message_uuid=message_uuid, updated_at=now)
-    )
-    connection.execute(
-        update(messages)
-        .where(messages.c.id == message_id, messages.c.status.in_(statuses_below("submitted")))
-        .values(status="submitted", updated_at=now)
-    )
+    connection.execute(_MARK_SENT, {"message_id": message_id, "new_uuid": message_uuid, "now": now})
     latest = _best_event_status(connection, message_uuid)
     if latest:
         _advance(connection, messages.c.id == message_id, latest, None, now)
@@ -53,21 +44,45 @@ def mark_outcome(
 ) -> None:
     """`unknown` (maybe sent) or `failed` (certainly not), unless a webhook settled it."""
     connection.execute(
-        update(messages)
-        .where(messages.c.id == message_id, messages.c.status.in_(statuses_below("submitted")))
-        .values(status=status, error=error, updated_at=utcnow())
+        _MARK_OUTCOME,
+        {"message_id": message_id, "new_status": status, "new_error": error, "now": utcnow()},
     )
 
 
 def mark_vonage_called(connection: Connection, message_id: str) -> bool:
     """The phase marker, written just before Vonage is called; False when the row is
     no longer `pending` (settled as abandoned), so the send must not go ahead."""
-    result = connection.execute(
-        update(messages)
-        .where(messages.c.id == message_id, messages.c.status == "pending")
-        .values(vonage_called_at=utcnow())
-    )
+    result = connection.execute(_MARK_VONAGE_CALLED, {"message_id": message_id, "now": utcnow()})
     return result.rowcount == 1
+
+
+# The send path's statements, built once with bound parameters so SQLAlchemy's
+# compiled cache serves them (see `_cached`): ~0.1-0.2 ms of CPU each when rebuilt.
+_INSERT_OUTBOUND = messages.insert()
+_BELOW_SUBMITTED = messages.c.status.in_(statuses_below("submitted"))
+_MARK_SENT = (
+    update(messages)
+    .where(messages.c.id == bindparam("message_id"))
+    .values(
+        message_uuid=bindparam("new_uuid"),
+        updated_at=bindparam("now"),
+        status=case((_BELOW_SUBMITTED, "submitted"), else_=messages.c.status),
+    )
+)
+_MARK_OUTCOME = (
+    update(messages)
+    .where(messages.c.id == bindparam("message_id"), _BELOW_SUBMITTED)
+    .values(
+        status=bindparam("new_status"),
+        error=bindparam("new_error", type_=messages.c.error.type),
+        updated_at=bindparam("now"),
+    )
+)
+_MARK_VONAGE_CALLED = (
+    update(messages)
+    .where(messages.c.id == bindparam("message_id"), messages.c.status == "pending")
+    .values(vonage_called_at=bindparam("now"))
+)
 
 
 @dataclass(frozen=True)
@@ -260,11 +275,14 @@ def _advance(
 
 
 def _best_event_status(connection: Connection, message_uuid: str) -> str | None:
-    seen = connection.execute(
-        select(events.c.status).where(events.c.message_uuid == message_uuid).distinct()
-    ).scalars()
+    seen = connection.execute(_EVENT_STATUSES, {"target_uuid": message_uuid}).scalars()
     known = [status for status in seen if status in ORDER]
     return max(known, key=rank) if known else None
+
+
+_EVENT_STATUSES = (
+    select(events.c.status).where(events.c.message_uuid == bindparam("target_uuid")).distinct()
+)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 
 from app.store.dialect import upsert, utcnow
 from app.store.models import OptOut
@@ -11,8 +11,11 @@ opt_outs = OptOut.__table__
 
 
 def is_opted_out(connection: Connection, number: str) -> bool:
-    query = select(opt_outs.c.number).where(opt_outs.c.number == number)
-    return connection.execute(query).first() is not None
+    return connection.execute(_OPTED_OUT, {"number": number}).first() is not None
+
+
+# Built once: every send asks, and a rebuilt select is keyed again each time.
+_OPTED_OUT = select(opt_outs.c.number).where(opt_outs.c.number == bindparam("number"))
 
 
 def opt_out(connection: Connection, number: str, message_uuid: str | None) -> bool:

@@ -353,7 +353,7 @@ class Benchmark:
                 "gunicorn": "-c python:app.gunicorn_conf, "
                 + (
                     ", ".join(f"{k}={v}" for k, v in stack.gunicorn_settings().items())
-                    or "WEB_CONCURRENCY and GUNICORN_THREADS unset (2 workers x 32 threads)"
+                    or "WEB_CONCURRENCY and GUNICORN_THREADS unset (2 workers x 96 threads)"
                 ),
                 "connections": self.args.connections,
                 "wrk_threads": self.args.threads,

@@ -161,7 +161,7 @@ def test_a_redelivered_status_webhook_is_stored_once(stack):
 
 
 def test_64_concurrent_sends_are_all_accepted(stack):
-    """64 at once on 2 workers of 32 threads: each is accepted, or refused at once with
+    """64 at once on 2 workers of 96 threads: each is accepted, or refused at once with
     503 `sends-in-flight` (a quarter of the threads stays free for webhooks) and
     accepted when retried after its Retry-After; never sent twice."""
     numbers = [f"+141555501{n:02d}" for n in range(30, 94)]
