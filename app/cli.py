@@ -25,7 +25,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from app import retention, sending
-from app.api import erasure, history
+from app.api import erasure, message_filters, paging, serializers
 from app.api.schemas import parse_send
 from app.errors import Problem
 from app.events import cli as events_cli
@@ -195,8 +195,8 @@ def _stored_message(identifier: str) -> dict[str, Any] | None:
         events = store.events_for(connection, uuid) if uuid else []
     if row is None and not events:
         return None
-    message = history.message_json(row) if row else {"message_uuid": uuid, "status": None}
-    message["events"] = [history.event_json(event) for event in events]
+    message = serializers.message_json(row) if row else {"message_uuid": uuid, "status": None}
+    message["events"] = [serializers.event_json(event) for event in events]
     return message
 
 
@@ -206,10 +206,10 @@ def messages_group() -> None:
 
 
 @messages_group.command("list")
-@click.option("--direction", type=click.Choice(history.DIRECTIONS), default=None)
+@click.option("--direction", type=click.Choice(message_filters.DIRECTIONS), default=None)
 @click.option("--status", default=None, help="e.g. delivered, rejected, received")
 @click.option("--number", default=None, help="either party's number, any common format")
-@click.option("--limit", type=click.IntRange(1, history.MAX_LIMIT), default=20)
+@click.option("--limit", type=click.IntRange(1, paging.MAX_LIMIT), default=20)
 @click.option("--json", "as_json", is_flag=True, help="print JSON lines instead of a table")
 @with_appcontext
 def messages_list_command(
@@ -226,7 +226,7 @@ def messages_list_command(
             connection, store.MessageFilter(direction, number, status), limit, None
         )
     for row in rows:
-        message = history.message_json(row)
+        message = serializers.message_json(row)
         if as_json:
             click.echo(json.dumps(message))
             continue
@@ -395,7 +395,7 @@ def erase_number_command(number: str) -> None:
     Its opt-out is kept, so the number cannot be texted again by mistake.
     """
     try:
-        canonical = history.number_filter(number)
+        canonical = message_filters.number_filter(number)
     except InvalidNumber as error:
         raise click.BadParameter(str(error), param_hint="NUMBER") from None
     with write_transaction(current_app.extensions["db"]) as connection:

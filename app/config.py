@@ -1,6 +1,7 @@
 """Settings read once from the environment into a typed object.
 
-Code asks `current_app.config["SETTINGS"]`, never `os.environ`.
+`create_app` keeps them in `app.extensions["settings"]`; code asks
+`app.extensions.settings()` (or is handed the object), never `os.environ`.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 
-from app.api.history import DEFAULT_LIMIT, MAX_LIMIT
 from app.api.models import component_schemas
+from app.api.paging import DEFAULT_LIMIT, MAX_LIMIT
 from app.api.schemas import JSON_MEDIA_TYPE, MAX_IDEMPOTENCY_KEY
 from app.errors import PROBLEM_BASE, PROBLEM_JSON
 from app.events.openapi import event_schemas

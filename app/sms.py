@@ -5,6 +5,7 @@ Nothing here imports Flask; every function is deterministic and cheap.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -65,12 +66,15 @@ MAX_ADDRESS = 32
 _NUMERIC = re.compile(r"\+?[0-9]+")
 
 
+@functools.lru_cache(maxsize=4096)
 def canonical_address(raw: str) -> str:
     """A sender or recipient as stored: canonical digits for a valid phone number.
 
     Short codes, numbers phonenumbers does not know (Vonage's example ranges)
     and alphanumeric sender IDs are kept as given, less a leading `+` and the
-    separators of a purely numeric value.
+    separators of a purely numeric value. Cached: phonenumbers takes ~0.1 ms a
+    number, twice per inbound webhook, and the same numbers (ours on every
+    inbound, a correspondent's on each reply) come back again and again.
     """
     try:
         return normalize_number(raw)

@@ -24,7 +24,10 @@ LONG_FUNCTION_EXCEPTIONS = {("sending.py", "_deliver"), ("api/schemas.py", "pars
 # Only these may import Flask (or Werkzeug); every other module is domain code.
 WEB_LAYER = (
     "__init__.py",
-    "api/",
+    "api/auth.py",
+    "api/erasure.py",
+    "api/routes.py",
+    "api/schemas.py",
     "cli.py",
     "docs.py",
     "errors.py",

@@ -8,7 +8,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from app.api import history
+from app.api import message_filters, paging
 from app.api.schemas import MAX_CLIENT_REF, MAX_IDEMPOTENCY_KEY
 from app.openapi import build_spec
 from app.status import ORDER
@@ -95,9 +95,9 @@ def test_spec_limits_agree_with_the_app(spec):
     assert list_params["status"]["schema"] == {"$ref": "#/components/schemas/MessageStatus"}
     assert set(schemas["MessageStatus"]["enum"]) == set(ORDER) | {"received"}
     assert list_params["direction"]["schema"] == {"$ref": "#/components/schemas/Direction"}
-    assert schemas["Direction"]["enum"] == list(history.DIRECTIONS)
-    assert list_params["limit"]["schema"]["maximum"] == history.MAX_LIMIT
-    assert list_params["limit"]["schema"]["default"] == history.DEFAULT_LIMIT
+    assert schemas["Direction"]["enum"] == list(message_filters.DIRECTIONS)
+    assert list_params["limit"]["schema"]["maximum"] == paging.MAX_LIMIT
+    assert list_params["limit"]["schema"]["default"] == paging.DEFAULT_LIMIT
     client_ref = schemas["SendRequest"]["properties"]["client_ref"]["anyOf"][0]
     assert client_ref["maxLength"] == MAX_CLIENT_REF
     assert send_params["Idempotency-Key"]["schema"]["maxLength"] == MAX_IDEMPOTENCY_KEY

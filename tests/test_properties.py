@@ -453,7 +453,7 @@ def test_deeply_nested_signed_webhook_body_that_is_not_json_is_a_400(lenient_app
     ids=["arrays", "objects"],
 )
 def test_valid_json_nested_too_deeply_to_read_is_kept_as_a_dead_letter(lenient_app, body):
-    """DESIGN: odd JSON is never lost. Python's parser gives up (RecursionError)
+    """The contract: odd JSON is never lost. Python's parser gives up (RecursionError)
     on valid JSON this deep; it was answered 400 and Vonage's event dropped."""
     response = _signed_post(lenient_app, "/webhooks/status", body)
 

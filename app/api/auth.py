@@ -45,7 +45,12 @@ def api_key_id() -> str | None:
 
 
 def require_api_key() -> None:
-    """`before_request` guard for the API routes: 401 without a valid key."""
+    """Raise 401 unless the request carries a valid API key.
+
+    Not a `before_request` hook: each API view calls it first (after its rate
+    limit, keyed by `rate_limit_key`); the events blueprint runs it before every
+    request.
+    """
     if api_key_id() is None:
         raise Problem(
             401,

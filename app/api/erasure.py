@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import jsonify
 
-from app.api import history
+from app.api import message_filters
 from app.api.auth import require_api_key
 from app.errors import validation_problem
 from app.extensions import writing
@@ -20,7 +20,7 @@ def erase_number(number: str):
     """
     require_api_key()
     try:
-        number = history.number_filter(number)
+        number = message_filters.number_filter(number)
     except InvalidNumber as error:
         raise validation_problem([{"field": "number", "message": str(error)}]) from None
     with writing() as connection:

@@ -1,9 +1,10 @@
 """The API's bodies, declared once: the OpenAPI components are generated from these.
 
 Each limit, pattern and list of values is imported from the code that enforces
-it (app.status, app.sms, app.api.schemas, app.api.history, app.webhooks.events),
-so the document cannot drift from the behaviour. To document a new body, add a
-model here and list it in COMPONENTS; reference it from app/openapi.py by name.
+it (app.status, app.sms, app.api.schemas, app.api.paging, app.api.message_filters,
+app.webhooks.events), so the document cannot drift from the behaviour. To
+document a new body, add a model here and list it in COMPONENTS; reference it
+from app/openapi.py by name.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema, models_json_schema
 
-from app.api.history import DIRECTIONS, MAX_LIMIT
+from app.api.message_filters import DIRECTIONS
+from app.api.paging import MAX_LIMIT
 from app.api.schemas import MAX_CLIENT_REF
 from app.channels import CHANNELS
 from app.errors import MAX_ERRORS

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from app import metrics, sending
-from app.api import erasure, history
+from app.api import erasure, message_filters, paging, serializers
 from app.api.auth import rate_limit_key, require_api_key, require_metrics_token
 from app.api.schemas import idempotency_key, json_object, parse_send
 from app.channels import CHANNELS
@@ -52,9 +52,9 @@ def list_messages():
     filters, limit, after = _history_query(request.args)
     with reading() as connection:
         rows = store.list_messages(connection, filters, limit + 1, after)
-    next_cursor = history.encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    next_cursor = paging.encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return jsonify(
-        messages=[history.message_json(row) for row in rows[:limit]], next_cursor=next_cursor
+        messages=[serializers.message_json(row) for row in rows[:limit]], next_cursor=next_cursor
     )
 
 
@@ -69,8 +69,10 @@ def get_message(identifier: str):
         events = store.events_for(connection, uuid) if uuid else []
     if row is None and not events:
         raise Problem(404, "Not Found", detail="no message with that id")
-    message = history.message_json(row) if row else history.known_only_by_events(uuid, events)
-    message["events"] = [history.event_json(event) for event in events]
+    message = (
+        serializers.message_json(row) if row else serializers.known_only_by_events(uuid, events)
+    )
+    message["events"] = [serializers.event_json(event) for event in events]
     return jsonify(message)
 
 
@@ -80,7 +82,7 @@ def _history_query(args):
     for name in sorted(set(args) - allowed):
         errors.append({"field": name, "message": "is not a known filter"})
     direction = args.get("direction")
-    if direction is not None and direction not in history.DIRECTIONS:
+    if direction is not None and direction not in message_filters.DIRECTIONS:
         errors.append({"field": "direction", "message": "must be inbound or outbound"})
     channel = args.get("channel")
     if channel is not None and channel not in CHANNELS:
@@ -93,20 +95,20 @@ def _history_query(args):
     number = args.get("number")
     if number is not None:
         try:
-            number = history.number_filter(number)
+            number = message_filters.number_filter(number)
         except InvalidNumber as error:
             errors.append({"field": "number", "message": str(error)})
-    limit = history.DEFAULT_LIMIT
+    limit = paging.DEFAULT_LIMIT
     raw_limit = args.get("limit")
     if raw_limit is not None:
         if (
             not (raw_limit.isascii() and raw_limit.isdigit())
-            or not 1 <= int(raw_limit) <= history.MAX_LIMIT
+            or not 1 <= int(raw_limit) <= paging.MAX_LIMIT
         ):
             errors.append(
                 {
                     "field": "limit",
-                    "message": f"must be a whole number from 1 to {history.MAX_LIMIT}",
+                    "message": f"must be a whole number from 1 to {paging.MAX_LIMIT}",
                 }
             )
         else:
@@ -114,7 +116,7 @@ def _history_query(args):
     if errors:
         raise validation_problem(errors)
     cursor = args.get("cursor")
-    after = history.decode_cursor(cursor) if cursor else None
+    after = paging.decode_cursor(cursor) if cursor else None
     return store.MessageFilter(direction, number, status, channel), limit, after
 
 

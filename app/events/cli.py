@@ -17,7 +17,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from app.api.history import iso
+from app.api.serializers import iso
 from app.events.dispatcher import Dispatcher
 from app.events.receiver import make_server, print_event
 from app.store import outbox as store

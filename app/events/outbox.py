@@ -14,6 +14,11 @@ Who receives what:
 - a `scope: all` subscription: every event of its types, owned or not.
 One event row is written per receiving key (its `webhook-id`), and one
 delivery per subscription that takes the event's type.
+
+Most webhooks have no receiver at all (no key sent to that number, no `scope:
+all` subscription): one cheap statement in the same transaction says so first,
+and only a webhook that may have one takes the full look-ups. The check reads
+the same rows the look-ups would, so it never skips an event they would write.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from app.api.history import event_json, iso, known_only_by_events, message_json
+from app.api.serializers import event_json, iso, known_only_by_events, message_json
+from app.store import ingest
 from app.store import outbox as store
 from app.store.dialect import utcnow
 
@@ -57,7 +63,10 @@ def message_received(connection: Connection, inbound: dict[str, Any]) -> int:
     back (only when someone receives the event) so `data` is what the API shows.
     """
     now = utcnow()
-    owner = store.reply_owner(connection, inbound["from_number"], _routing_since(now))
+    since = _routing_since(now)
+    if not ingest.reply_has_receivers(connection, inbound["from_number"], since):
+        return 0
+    owner = store.reply_owner(connection, inbound["from_number"], since)
 
     def data() -> dict[str, Any]:
         return _message_data(store.message_by_uuid(connection, inbound["message_uuid"]), [])
@@ -68,9 +77,10 @@ def message_received(connection: Connection, inbound: dict[str, Any]) -> int:
 def message_status(connection: Connection, status_event: dict[str, Any]) -> int:
     """After a new status event is stored: a `message.status` event for the sending key."""
     now = utcnow()
-    message = store.message_for_status(
-        connection, status_event["message_uuid"], status_event.get("client_ref")
-    )
+    client_ref = status_event.get("client_ref")
+    if not ingest.status_has_receivers(connection, status_event["message_uuid"], client_ref):
+        return 0
+    message = store.message_for_status(connection, status_event["message_uuid"], client_ref)
     owner = message.get("owner") if message else None
 
     def data() -> dict[str, Any]:

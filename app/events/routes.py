@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from flask import Blueprint, g, jsonify, request, url_for
 
-from app.api import history
+from app.api import paging, serializers
 from app.api.auth import require_api_key
 from app.api.schemas import json_object
 from app.errors import Problem, validation_problem
@@ -45,10 +45,10 @@ def subscription_json(row: dict, *, secret: str | None = None) -> dict:
         "events": row["event_types"],
         "scope": row["scope"],
         "enabled": row["disabled_at"] is None,
-        "disabled_at": history.iso(row["disabled_at"]),
+        "disabled_at": serializers.iso(row["disabled_at"]),
         "disabled_reason": row["disabled_reason"],
-        "previous_secret_expires_at": history.iso(row["previous_secret_until"]),
-        "created_at": history.iso(row["created_at"]),
+        "previous_secret_expires_at": serializers.iso(row["previous_secret_until"]),
+        "created_at": serializers.iso(row["created_at"]),
     }
     if secret is not None:
         body["secret"] = secret
@@ -150,13 +150,13 @@ def _delivery_json(row: dict) -> dict:
         "subscription_id": row["subscription_id"],
         "status": row["status"],
         "attempts": row["attempts"],
-        "last_attempt_at": history.iso(row["last_attempt_at"]),
+        "last_attempt_at": serializers.iso(row["last_attempt_at"]),
         "last_status_code": row["last_status_code"],
         "last_error": row["last_error"],
-        "next_attempt_at": history.iso(row["next_attempt_at"])
+        "next_attempt_at": serializers.iso(row["next_attempt_at"])
         if row["status"] == store.PENDING
         else None,
-        "delivered_at": history.iso(row["delivered_at"]),
+        "delivered_at": serializers.iso(row["delivered_at"]),
     }
 
 
@@ -166,7 +166,7 @@ def list_events():
     with reading() as connection:
         rows = store.list_events(connection, g.api_key_id, filters, limit + 1, after)
         found = store.deliveries_of(connection, [row["id"] for row in rows[:limit]])
-    next_cursor = history.encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    next_cursor = paging.encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return jsonify(
         events=[event_json(row, found[row["id"]]) for row in rows[:limit]],
         next_cursor=next_cursor,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from app.api import history
+from app.api import paging
 from app.errors import validation_problem
 from app.events.outbox import EVENT_TYPES
 from app.events.ssrf import UnsafeDestination, check_subscription_url
@@ -83,20 +83,20 @@ def parse_event_query(args) -> tuple[store.EventFilter, int, Any]:
     status = args.get("status")
     if status is not None and status not in EVENT_STATES:
         errors.append({"field": "status", "message": "must be pending, delivered or failed"})
-    limit = history.DEFAULT_LIMIT
+    limit = paging.DEFAULT_LIMIT
     raw_limit = args.get("limit")
     if raw_limit is not None:
         if not (raw_limit.isascii() and raw_limit.isdigit()) or not (
-            1 <= int(raw_limit) <= history.MAX_LIMIT
+            1 <= int(raw_limit) <= paging.MAX_LIMIT
         ):
-            message = f"must be a whole number from 1 to {history.MAX_LIMIT}"
+            message = f"must be a whole number from 1 to {paging.MAX_LIMIT}"
             errors.append({"field": "limit", "message": message})
         else:
             limit = int(raw_limit)
     if errors:
         raise validation_problem(errors)
     cursor = args.get("cursor")
-    after = history.decode_cursor(cursor) if cursor else None
+    after = paging.decode_cursor(cursor) if cursor else None
     return store.EventFilter(event_type, status), limit, after
 
 

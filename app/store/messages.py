@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, case, func, or_, select, update
 
 from app.status import ORDER, message_error, rank, statuses_below
-from app.store.dialect import upsert, utcnow
+from app.store import ingest
+from app.store.dialect import utcnow
 from app.store.models import Message, MessageEvent
 
 messages = Message.__table__
@@ -57,7 +58,7 @@ def mark_vonage_called(connection: Connection, message_id: str) -> bool:
 
 
 # The send path's statements, built once with bound parameters so SQLAlchemy's
-# compiled cache serves them (see `_cached`): ~0.1-0.2 ms of CPU each when rebuilt.
+# compiled cache serves them: ~0.1-0.2 ms of CPU each when rebuilt.
 _INSERT_OUTBOUND = messages.insert()
 _BELOW_SUBMITTED = messages.c.status.in_(statuses_below("submitted"))
 _MARK_SENT = (
@@ -129,30 +130,7 @@ def insert_inbound(connection: Connection, row: dict[str, Any]) -> bool:
     now = utcnow()
     values = {**row, "direction": "inbound", "status": "received"}
     values["created_at"] = values["updated_at"] = now
-    statement = _cached(
-        connection,
-        "insert_inbound",
-        lambda: (
-            upsert(connection, messages)
-            .on_conflict_do_nothing(index_elements=["message_uuid"])
-            .returning(messages.c.id)
-        ),
-    )
-    return connection.execute(statement, values).first() is not None
-
-
-_STATEMENTS: dict[tuple[str, str], Any] = {}
-
-
-def _cached(connection: Connection, name: str, build):
-    """A statement built once per dialect and given its values as parameters, so
-    SQLAlchemy's compiled cache serves it: building `.values(**row)` anew keyed
-    every bind parameter again on each webhook (~0.7 ms of CPU per insert)."""
-    key = (connection.dialect.name, name)
-    statement = _STATEMENTS.get(key)
-    if statement is None:
-        statement = _STATEMENTS[key] = build()
-    return statement
+    return ingest.insert_inbound(connection, values)
 
 
 def insert_event(connection: Connection, event: dict[str, Any]) -> str | None:
@@ -161,97 +139,18 @@ def insert_event(connection: Connection, event: dict[str, Any]) -> str | None:
     None for a duplicate; else `"advanced"` if the message's status moved, `"kept"` if not.
     """
     now = utcnow()
-    statement = _cached(
-        connection,
-        "insert_event",
-        lambda: (
-            upsert(connection, events)
-            .on_conflict_do_nothing(index_elements=["message_uuid", "status", "timestamp"])
-            .returning(events.c.id)
-        ),
-    )
-    if connection.execute(statement, {**event, "received_at": now}).first() is None:
+    if not ingest.insert_status_event(connection, {**event, "received_at": now}):
         return None
-    by_client_ref = bool(event.get("client_ref"))
-    moved = connection.execute(
-        _ADVANCE_BY_EVENT[by_client_ref],
-        {
-            "target_uuid": event["message_uuid"],
-            "ref_id": event.get("client_ref"),
-            "below": statuses_below(event["status"]),
-            "new_status": event["status"],
-            "new_error": event.get("error") or None,
-            "now": now,
-        },
+    message_uuid, client_ref = event["message_uuid"], event.get("client_ref") or None
+    moved = ingest.advance(
+        connection, message_uuid, client_ref, event["status"], event.get("error") or None, now
     )
     billing = {name: event.get(name) for name in ("price", "currency", "segments")}
     if any(value is not None for value in billing.values()):
         # Whether or not the status moved: `delivered` often arrives before the
         # `submitted` that carries the price.
-        connection.execute(
-            _BILLING_BY_EVENT[by_client_ref],
-            {"target_uuid": event["message_uuid"], "ref_id": event.get("client_ref"), **billing},
-        )
-    return "advanced" if moved.rowcount > 0 else "kept"
-
-
-def _event_target(by_client_ref: bool):
-    """The message a status event is about: the one with its uuid or, not yet
-    linked, the outbound one whose id Vonage echoes as `client_ref`."""
-    target = messages.c.message_uuid == bindparam("target_uuid")
-    if by_client_ref:
-        target = or_(
-            target,
-            and_(
-                messages.c.id == bindparam("ref_id"),
-                messages.c.direction == "outbound",
-                messages.c.message_uuid.is_(None),
-            ),
-        )
-    return target
-
-
-def _advance_by_event(by_client_ref: bool):
-    """`_advance` for a status event, built once with bound parameters: the message
-    with the event's uuid (or, not yet linked, our id in its `client_ref`) moves
-    forward only, takes the event's error (or none) and is linked to the uuid."""
-    return (
-        update(messages)
-        .where(
-            _event_target(by_client_ref),
-            messages.c.status.in_(bindparam("below", expanding=True)),
-        )
-        .values(
-            status=bindparam("new_status"),
-            updated_at=bindparam("now"),
-            error=bindparam("new_error", type_=messages.c.error.type),
-            message_uuid=func.coalesce(messages.c.message_uuid, bindparam("target_uuid")),
-        )
-    )
-
-
-_ADVANCE_BY_EVENT = {False: _advance_by_event(False), True: _advance_by_event(True)}
-
-
-def _billing_by_event(by_client_ref: bool):
-    """Vonage's price, currency and billed segment count onto the outbound message,
-    each only when the event carries it; a billed count replaces the local estimate."""
-    return (
-        update(messages)
-        .where(_event_target(by_client_ref), messages.c.direction == "outbound")
-        .values(
-            price=func.coalesce(bindparam("price", type_=messages.c.price.type), messages.c.price),
-            currency=func.coalesce(
-                bindparam("currency", type_=messages.c.currency.type), messages.c.currency
-            ),
-            segments=func.coalesce(
-                bindparam("segments", type_=messages.c.segments.type), messages.c.segments
-            ),
-        )
-    )
-
-
-_BILLING_BY_EVENT = {False: _billing_by_event(False), True: _billing_by_event(True)}
+        ingest.record_billing(connection, message_uuid, client_ref, billing)
+    return "advanced" if moved else "kept"
 
 
 def _advance(

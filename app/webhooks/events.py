@@ -1,4 +1,10 @@
-"""Vonage webhook payloads (Messages API, webhook version v1) into rows.
+"""What Vonage posts to the webhooks, checked and stored: the receiving side.
+
+`parse_inbound` and `parse_status` turn a webhook body (Messages API, webhook
+version v1) into a row, or raise a 422 validation problem naming each bad
+field; `store_inbound` and `store_status` write that row, with any opt-out
+change and outbox event, in the caller's transaction. The opposite direction,
+building payloads as Vonage would send them, is app/webhooks/payloads.py.
 
 Vonage posts every channel of an application (SMS, MMS, RCS, WhatsApp,
 Messenger, Viber) to the same URLs. Each message keeps its `channel`; SMS

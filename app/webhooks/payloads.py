@@ -1,8 +1,12 @@
-"""Vonage webhook payloads (Messages API, webhook v1 and v0.1) and their signed delivery.
+"""Webhook bodies built as Vonage would send them, signed and posted: the sending side.
 
-Shared by the operator CLI and the local simulator, so both speak the same
-shapes: those of Vonage's own SDK fixtures (vonage-java-sdk InboundMessageTest,
-MessageStatusTest) and the Messages API reference.
+`inbound_payload` and `status_payload` build an inbound message or a status
+event (Messages API, webhook v1 and v0.1); `post_signed` delivers one with
+Vonage's HS256 JWT over the exact body. Used by the local simulator, the
+operator CLI (`flask webhook`) and the tests, so all speak the same shapes:
+those of Vonage's own SDK fixtures (vonage-java-sdk InboundMessageTest,
+MessageStatusTest) and the Messages API reference. What the app does with a
+body it receives is app/webhooks/events.py.
 """
 
 from __future__ import annotations
