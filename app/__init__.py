@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
@@ -23,18 +24,22 @@ class SmsApp(Flask):
         return response
 
 
-def create_app(config: Mapping[str, Any] | Any = None) -> Flask:
+def create_app(
+    config: Mapping[str, Any] | Any = None, *, sleep: Callable[[float], None] = time.sleep
+) -> Flask:
     """Build the app.
 
     `config` is a mapping of environment-variable names that override the
     environment, or a ready `Settings` (what the tests pass, so they never read
     `os.environ` or `.env`). A bad configuration raises `ConfigError`, except
     under the `flask` command, which prints the problems and exits non-zero.
+    `sleep` is how the Vonage client's retries, the outbound throttle and
+    `send-sms --wait` wait (tests record the waits instead).
     """
     from app.config import ConfigError
 
     try:
-        return _build(config)
+        return _build(config, sleep)
     except ConfigError as error:
         if click.get_current_context(silent=True) is None:
             raise
@@ -43,7 +48,7 @@ def create_app(config: Mapping[str, Any] | Any = None) -> Flask:
         exit_with_config_error(error)
 
 
-def _build(config: Mapping[str, Any] | Any) -> Flask:
+def _build(config: Mapping[str, Any] | Any, sleep: Callable[[float], None]) -> Flask:
     from app import cli, docs, errors, observability, retention, sending
     from app.api import bp as api_bp
     from app.config import Settings, load_settings
@@ -52,8 +57,6 @@ def _build(config: Mapping[str, Any] | Any) -> Flask:
     from app.openapi import bp as openapi_bp
     from app.readiness import Readiness
     from app.store import engine as store_engine
-    from app.store.deferred import DeferredWrites
-    from app.throttle import InFlightCap, SendThrottle
     from app.vonage_client import build_client
     from app.webhooks import bp as webhooks_bp
 
@@ -71,12 +74,10 @@ def _build(config: Mapping[str, Any] | Any) -> Flask:
 
     observability.init_app(app, settings)
     app.extensions["db"] = store_engine.open_database(settings.database_url, app.instance_path)
-    app.extensions["vonage"] = build_client(settings)
+    app.extensions["vonage"] = build_client(settings, sleep=sleep)
     limiter = init_limiter(app, settings)
-    app.extensions["throttle"] = SendThrottle(limiter.storage, settings.vonage_max_sends_per_second)
     retention.init_app(app, settings.message_retention_days)
-    app.extensions["sends_in_flight"] = InFlightCap(settings.send_sms_max_in_flight)
-    app.extensions["deferred_writes"] = DeferredWrites(app.extensions["db"])
+    _init_sending(app, settings, limiter.storage, sleep)
     app.extensions["readiness"] = Readiness(
         app.extensions["db"],
         maintenance=lambda connection: sending.settle_abandoned_sends(connection, settings),
@@ -90,3 +91,27 @@ def _build(config: Mapping[str, Any] | Any) -> Flask:
     app.register_blueprint(docs.bp)
     cli.register(app)
     return app
+
+
+def _init_sending(app: Flask, settings, limit_storage, sleep: Callable[[float], None]) -> None:
+    """The sender and its collaborators (the Vonage client is built already), each
+    kept on the app for the CLI, readiness and the tests."""
+    from app import errors, sending
+    from app.store.deferred import DeferredWrites
+    from app.throttle import InFlightCap, SendThrottle
+
+    app.extensions["sleep"] = sleep
+    app.extensions["throttle"] = SendThrottle(
+        limit_storage, settings.vonage_max_sends_per_second, sleep=sleep
+    )
+    app.extensions["sends_in_flight"] = InFlightCap(settings.send_sms_max_in_flight)
+    app.extensions["deferred_writes"] = DeferredWrites(app.extensions["db"])
+    app.extensions["sender"] = sending.Sender(
+        settings=settings,
+        engine=app.extensions["db"],
+        vonage=app.extensions["vonage"],
+        throttle=app.extensions["throttle"],
+        in_flight=app.extensions["sends_in_flight"],
+        deferred_writes=app.extensions["deferred_writes"],
+        describe=errors.problem_body,
+    )

@@ -24,12 +24,13 @@ import requests
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from app import retention, sending
+from app import retention
 from app.api import erasure, message_filters, paging, serializers
 from app.api.schemas import parse_send
-from app.errors import Problem
+from app.errors import Problem, problem_for
 from app.events import cli as events_cli
 from app.extensions import reading, writing
+from app.failures import Failure
 from app.sms import InvalidNumber, normalize_number
 from app.store import dead_letters as dead_letter_store
 from app.store import messages as store
@@ -143,14 +144,11 @@ def send_sms_command(
             config.send_sms_allowed_countries,
             config.send_sms_blocked_countries,
         )
-        result = sending.send(
-            send_request,
-            owner="cli",
-            idempotency_key=None,
-            body_hash=sending.request_hash(send_request.canonical()),
-            throttle=current_app.extensions["throttle"],
+        result = current_app.extensions["sender"].send(
+            send_request, owner="cli", idempotency_key=None
         )
-    except Problem as problem:
+    except (Problem, Failure) as refusal:
+        problem = refusal if isinstance(refusal, Problem) else problem_for(refusal)
         # stdout, like a success: stderr carries the app's log lines.
         click.echo(json.dumps(problem.to_dict(), indent=2))
         raise click.exceptions.Exit(1) from None
@@ -181,11 +179,7 @@ def _follow(message_id: str, timeout: float) -> dict[str, Any]:
             click.echo(f"status: {seen}", err=True)
         if seen in FINAL_STATUSES or time.monotonic() >= deadline:
             return message
-        _sleep(WAIT_POLL_SECONDS)
-
-
-def _sleep(seconds: float) -> None:
-    time.sleep(seconds)
+        current_app.extensions["sleep"](WAIT_POLL_SECONDS)
 
 
 def _stored_message(identifier: str) -> dict[str, Any] | None:
@@ -461,7 +455,9 @@ def dead_letters_reprocess_command(ids: tuple[int, ...], every: bool) -> None:
             click.echo(f"#{row['id']} already reprocessed ({row['outcome']})")
             continue
         with writing() as connection:
-            outcome = dead_letters.reprocess(connection, row)
+            outcome, stored = dead_letters.reprocess(connection, row)
+        if stored is not None:
+            stored.count()
         if outcome in ("stored", "duplicate"):
             click.echo(f"#{row['id']} {outcome}")
         else:

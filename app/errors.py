@@ -1,14 +1,37 @@
-"""RFC 9457 problem details: one exception, one renderer, for every error."""
+"""RFC 9457 problem details: one exception, one renderer, for every error.
+
+The domain raises typed failures (`app.failures`, `app.sending.failures`) that
+know nothing of HTTP; `problem_for` is the one place that says how each is
+answered (type, title, status, detail, Retry-After), and `problem_response`
+the one place that writes a problem, its `Retry-After` included.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from flask import Flask, Response, g, json
+from flask import Flask, Response, json
 from redis.exceptions import RedisError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from app.failures import DependencyUnavailable, Failure
+from app.sending.failures import (
+    AbandonedOutcomeUnknown,
+    DailyLimitReached,
+    IdempotencyKeyInFlight,
+    IdempotencyKeyReused,
+    NoSendSlot,
+    OptedOut,
+    OutcomeUnknown,
+    ReplayedFailure,
+    SendInterrupted,
+    TooManyInFlight,
+    VonageNotConfigured,
+    VonageRefused,
+    VonageUnavailable,
+)
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "urn:sms-service:problem:"
@@ -28,6 +51,7 @@ class Problem(Exception):
         type: str | None = None,
         errors: list[dict[str, str]] | None = None,
         headers: dict[str, str] | None = None,
+        retry_after: float | str | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(title)
@@ -37,6 +61,8 @@ class Problem(Exception):
         self.type = PROBLEM_BASE + type if type else "about:blank"
         self.errors = errors
         self.headers = headers or {}
+        #: Seconds (or an HTTP date) for `Retry-After`; a number is rounded, at least 1.
+        self.retry_after = retry_after
         self.extra = extra
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,22 +105,31 @@ def problem_response(problem: Problem) -> Response:
     response = Response(json.dumps(problem.to_dict()), status=problem.status, mimetype=PROBLEM_JSON)
     for name, value in problem.headers.items():
         response.headers[name] = value
-    if "Retry-After" in problem.headers:
-        g.retry_after = problem.headers["Retry-After"]
-    g.problem_type = problem.type
+    if problem.retry_after is not None:
+        response.headers["Retry-After"] = _retry_after(problem.retry_after)
     return response
+
+
+def _retry_after(value: float | str) -> str:
+    return value if isinstance(value, str) else str(max(1, round(value)))
 
 
 def _from_http_exception(error: HTTPException) -> Response:
     status = error.code or 500
     detail = error.description if status < 500 else None
-    problem = Problem(status, error.name, detail=detail)
-    response = problem_response(problem)
     original = error.get_response()
-    for name in ("Retry-After", "Allow", "WWW-Authenticate"):
-        if name in original.headers:
-            response.headers[name] = original.headers[name]
-    return response
+    problem = Problem(
+        status,
+        error.name,
+        detail=detail,
+        retry_after=original.headers.get("Retry-After"),
+        headers={
+            name: original.headers[name]
+            for name in ("Allow", "WWW-Authenticate")
+            if name in original.headers
+        },
+    )
+    return problem_response(problem)
 
 
 def _from_unexpected(error: InternalServerError) -> Response:
@@ -102,25 +137,153 @@ def _from_unexpected(error: InternalServerError) -> Response:
     return problem_response(Problem(500, "Internal Server Error"))
 
 
-def dependency_problem(**extra: Any) -> Problem:
-    """The database or the limit storage does not answer: 503, so callers retry."""
-    return Problem(
-        503,
-        "Service Unavailable",
-        type="dependency-unavailable",
-        detail="a backing service does not answer; retry later",
-        headers={"Retry-After": "5"},
-        **extra,
-    )
+REPLAYED = {"Idempotent-Replayed": "true"}
+PROBLEM_MEMBERS = ("type", "title", "status", "detail")
+MAYBE_SENT = "the message may have been sent and will be settled by its status webhook"
+
+
+def problem_for(failure: Failure) -> Problem:
+    """How each failure the domain raises is answered: the one place."""
+    replayed = dict(REPLAYED) if failure.replayed else None
+    match failure:
+        case DependencyUnavailable():
+            return Problem(
+                503,
+                "Service Unavailable",
+                type="dependency-unavailable",
+                detail=failure.detail or "a backing service does not answer; retry later",
+                retry_after=5,
+            )
+        case VonageNotConfigured():
+            return Problem(503, "Service Unavailable", detail="Vonage is not configured")
+        case TooManyInFlight():
+            return Problem(
+                503,
+                "Too many sends in flight",
+                type="sends-in-flight",
+                detail=f"this worker already has {failure.limit} sends waiting on Vonage; "
+                "retry shortly",
+                retry_after=1,
+            )
+        case OptedOut():
+            return Problem(
+                422,
+                "Recipient opted out",
+                type="opted-out",
+                detail="the recipient replied STOP; they must reply START before you can text them",
+            )
+        case DailyLimitReached():
+            return Problem(
+                429,
+                "Daily send limit reached",
+                type="daily-limit",
+                detail=f"at most {failure.limit} messages per UTC day",
+                retry_after=failure.seconds_to_reset,
+            )
+        case NoSendSlot():
+            return Problem(
+                503,
+                "Service Unavailable",
+                type="no-send-slot",
+                detail="the outbound throttle has no free slot within the time budget",
+                retry_after=failure.retry_after,
+            )
+    return _vonage_or_replay_problem(failure, replayed)
+
+
+def _vonage_or_replay_problem(failure: Failure, replayed: dict[str, str] | None) -> Problem:
+    match failure:
+        case OutcomeUnknown():
+            return Problem(
+                504 if failure.timed_out else 502,
+                "Vonage timed out" if failure.timed_out else "Vonage failed",
+                type="vonage-outcome-unknown",
+                detail=f"{failure.detail}; {MAYBE_SENT}",
+                id=failure.message_id,
+            )
+        case VonageRefused():
+            return Problem(
+                502, "Vonage refused the message", type="vonage-rejected", detail=failure.detail
+            )
+        case VonageUnavailable():
+            return Problem(
+                503,
+                "Vonage unavailable",
+                type="vonage-unavailable",
+                detail=failure.detail,
+                retry_after=failure.retry_after or None,
+            )
+        case IdempotencyKeyReused():
+            return Problem(
+                422,
+                "Idempotency-Key reused",
+                type="idempotency-key-reused",
+                detail="this Idempotency-Key was first used with a different body",
+            )
+        case IdempotencyKeyInFlight():
+            return Problem(
+                409,
+                "Request in progress",
+                type="idempotency-key-in-flight",
+                detail="the first request with this Idempotency-Key has not finished yet",
+                retry_after=1,
+            )
+    return _replayed_problem(failure, replayed)
+
+
+def _replayed_problem(failure: Failure, replayed: dict[str, str] | None) -> Problem:
+    match failure:
+        case AbandonedOutcomeUnknown():
+            return Problem(
+                504,
+                "Send outcome unknown",
+                type="vonage-outcome-unknown",
+                detail="the first request with this Idempotency-Key stopped while Vonage was "
+                f"being called; {MAYBE_SENT}",
+                headers=replayed,
+                id=failure.message_id,
+            )
+        case SendInterrupted():
+            return Problem(
+                503,
+                "Send interrupted",
+                type="send-interrupted",
+                detail="the first request with this Idempotency-Key stopped before Vonage had "
+                "the message; nothing was sent; retry to send it",
+                headers=replayed,
+                retry_after=1,
+                id=failure.message_id,
+            )
+        case ReplayedFailure():
+            body = failure.body
+            extra = {
+                k: v for k, v in body.items() if k not in ("type", "title", "status", "detail")
+            }
+            problem = Problem(
+                failure.status, body["title"], detail=body.get("detail"), headers=replayed, **extra
+            )
+            problem.type = body["type"]
+            return problem
+    raise TypeError(f"no problem for {type(failure).__name__}")
+
+
+def problem_body(failure: Failure) -> dict[str, Any]:
+    """The body `failure` is answered with: what an Idempotency-Key stores and replays."""
+    return problem_for(failure).to_dict()
+
+
+def _from_failure(failure: Failure) -> Response:
+    return problem_response(problem_for(failure))
 
 
 def _dependency_down(error: Exception) -> Response:
     log.error("dependency unavailable: %s", type(error).__name__)
-    return problem_response(dependency_problem())
+    return problem_response(problem_for(DependencyUnavailable()))
 
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(Problem, problem_response)
+    app.register_error_handler(Failure, _from_failure)
     app.register_error_handler(OperationalError, _dependency_down)
     app.register_error_handler(InterfaceError, _dependency_down)
     app.register_error_handler(RedisError, _dependency_down)

@@ -49,12 +49,22 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter:
 
 def _headers_never_fail(inject_headers, response: Response) -> Response:
     """flask-limiter reads its storage again to write X-RateLimit-*: if that fails
-    (Redis just died), the answer goes out without them, never as a 500."""
+    (Redis just died), the answer goes out without them, never as a 500.
+
+    It also writes `Retry-After` on every response, replacing the answer's own:
+    the answer's (a problem's, written by `app.errors`) stands, and the
+    limiter's is kept only on its 429.
+    """
+    own_retry_after = response.headers.get("Retry-After")
     try:
-        return inject_headers(response)
+        response = inject_headers(response)
     except Exception as error:
         log.warning("rate-limit headers left out: storage failed (%s)", type(error).__name__)
-        return response
+    if own_retry_after is not None:
+        response.headers["Retry-After"] = own_retry_after
+    elif response.status_code != 429:
+        response.headers.pop("Retry-After", None)
+    return response
 
 
 def settings() -> Settings:

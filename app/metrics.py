@@ -65,17 +65,6 @@ VONAGE_LATENCY = Histogram(
 )
 
 
-_SEND_PROBLEMS = {
-    "daily-limit": "daily_limit",
-    "opted-out": "opted_out",
-    "destination-not-allowed": "destination_refused",
-    "idempotency-key-reused": "idempotency_conflict",
-    "idempotency-key-in-flight": "in_flight",
-    "vonage-rejected": "rejected",
-    "vonage-outcome-unknown": "unknown",
-    "vonage-unavailable": "unavailable",
-}
-_WEBHOOK_PROBLEMS = {"unsigned-webhook": "unsigned", "storage-unavailable": "unavailable"}
 KNOWN_STATUSES = frozenset({"submitted", "delivered", "rejected", "undeliverable", "read"})
 
 
@@ -98,32 +87,6 @@ def request_labels(route: str | None, method: str, status: int) -> tuple[str, st
         method if method in KNOWN_METHODS else OTHER,
         str(status) if status in KNOWN_HTTP_STATUSES else OTHER,
     )
-
-
-def _problem_slug(problem_type: str | None) -> str:
-    return (problem_type or "").rsplit(":", 1)[-1]
-
-
-def send_outcome(status: int, problem_type: str | None, replayed: bool) -> str:
-    if status < 400:
-        return "replayed" if replayed else "submitted"
-    slug = _problem_slug(problem_type)
-    if slug in _SEND_PROBLEMS:
-        return _SEND_PROBLEMS[slug]
-    return {401: "unauthorized", 429: "rate_limited", 503: "unavailable"}.get(status, "invalid")
-
-
-def webhook_outcome(
-    status: int, problem_type: str | None, duplicate: bool, *, dead_letter: bool = False
-) -> str:
-    if status == 200:
-        if dead_letter:
-            return "dead_letter"
-        return "duplicate" if duplicate else "stored"
-    slug = _problem_slug(problem_type)
-    if slug in _WEBHOOK_PROBLEMS:
-        return _WEBHOOK_PROBLEMS[slug]
-    return {401: "bad_signature", 503: "unavailable"}.get(status, "invalid")
 
 
 def render(extra: tuple = ()) -> tuple[bytes, str]:

@@ -163,11 +163,6 @@ def init_app(app: Flask, settings: Settings) -> None:
     @app.after_request
     def _finish(response):
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "-")
-        if g.get("retry_after"):
-            response.headers["Retry-After"] = g.retry_after
-        elif response.status_code != 429:
-            # flask-limiter adds Retry-After to every response; it means something only on 429.
-            response.headers.pop("Retry-After", None)
         started = g.get("started")
         duration_ms = (time.perf_counter() - started) * 1000 if started else None
         route = request.url_rule.rule if request.url_rule else "<unmatched>"

@@ -375,7 +375,7 @@ def _webhook(operation_id: str, summary: str, body_schema: str) -> Schema:
         "503": _problem(
             503,
             "No Authorization header at all (`unsigned-webhook`), the signature secret is not "
-            "configured, or the event could not be stored.",
+            "configured, or the event could not be stored (`dependency-unavailable`).",
             type="unsigned-webhook",
             headers={"Retry-After": RETRY_AFTER_OPTIONAL},
         ),

@@ -340,8 +340,9 @@ def _stop_at(deadline: float):
     return stop
 
 
-def build_client(settings) -> VonageClient | None:
-    """The client for these settings, or None when Vonage is not configured."""
+def build_client(settings, *, sleep: Callable[[float], None] = time.sleep) -> VonageClient | None:
+    """The client for these settings, or None when Vonage is not configured;
+    `sleep` is how it waits between retries."""
     if not settings.vonage_configured:
         return None
     logging.getLogger("vonage").setLevel(logging.WARNING)
@@ -356,6 +357,7 @@ def build_client(settings) -> VonageClient | None:
             api_host=settings.vonage_api_host,
             timeout=settings.vonage_timeout_seconds,
             ca_bundle=settings.vonage_ca_bundle,
+            sleep=sleep,
         )
     except (ValueError, TypeError):
         raise ConfigError("the Vonage private key is not a valid unencrypted PEM key") from None

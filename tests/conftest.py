@@ -161,18 +161,22 @@ def make_settings(database_url, private_key_pem) -> Callable:
 
 @pytest.fixture
 def make_app(make_settings):
-    """Build an app with extra settings; Vonage and throttle waits are recorded, not slept."""
+    """Build an app with extra settings; its waits (Vonage retries, the throttle,
+    `send-sms --wait`) are recorded in `app.config["SLEEPS"]`, not slept, and
+    handed to `app.config["ON_SLEEP"]` when a test sets it."""
     built = []
 
     def build(**overrides):
-        app = create_app(make_settings(**overrides))
-        app.config["TESTING"] = True
         sleeps: list[float] = []
+
+        def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+            if app.config.get("ON_SLEEP"):
+                app.config["ON_SLEEP"](seconds)
+
+        app = create_app(make_settings(**overrides), sleep=sleep)
+        app.config["TESTING"] = True
         app.config["SLEEPS"] = sleeps
-        client = app.extensions["vonage"]
-        if client is not None:
-            client._sleep = sleeps.append
-        app.extensions["throttle"]._sleep = sleeps.append
         built.append(app)
         return app
 

@@ -278,7 +278,7 @@ SENT_UUID = "bbbbbbbb-0000-4000-8000-00000000000a"
 
 
 @pytest.fixture
-def receipts(monkeypatch, signed_webhook):
+def receipts(app, signed_webhook):
     """While `send-sms --wait` polls, deliver the given status webhooks to the app, one per poll."""
 
     def deliver(*statuses: str, error_code: int | None = None) -> list[float]:
@@ -297,7 +297,7 @@ def receipts(monkeypatch, signed_webhook):
                 )
                 assert signed_webhook("/webhooks/status", payload).status_code == 200
 
-        monkeypatch.setattr("app.cli._sleep", next_receipt)
+        app.config["ON_SLEEP"] = next_receipt
         return polls
 
     return deliver

@@ -6,7 +6,23 @@ import pytest
 from prometheus_client import REGISTRY
 
 from app import metrics
-from tests.support import MESSAGES_URL
+from tests.support import API_KEY, MESSAGES_URL, auth_headers
+
+OUTCOMES = (
+    "submitted",
+    "replayed",
+    "rejected",
+    "unknown",
+    "unavailable",
+    "invalid",
+    "unauthorized",
+    "rate_limited",
+    "daily_limit",
+    "opted_out",
+    "destination_refused",
+    "idempotency_conflict",
+    "in_flight",
+)
 
 
 def sample(name, **labels):
@@ -50,23 +66,64 @@ def test_metrics_need_no_key_and_are_never_rate_limited(make_app):
     assert client.get("/metrics").content_type.startswith("text/plain")
 
 
+def _vonage_answers(status):
+    def arrange(vonage_api):
+        body = {"message_uuid": str(uuid.uuid4())} if status == 202 else {"title": "x"}
+        vonage_api.post(MESSAGES_URL, json=body, status=status)
+
+    return arrange
+
+
 @pytest.mark.parametrize(
-    ("status", "problem_type", "replayed", "outcome"),
+    ("settings", "arrange", "payload", "key", "outcome"),
     [
-        (202, None, False, "submitted"),
-        (202, None, True, "replayed"),
-        (422, "urn:sms-service:problem:opted-out", False, "opted_out"),
-        (422, "urn:sms-service:problem:validation", False, "invalid"),
-        (429, "urn:sms-service:problem:daily-limit", False, "daily_limit"),
-        (429, "about:blank", False, "rate_limited"),
-        (502, "urn:sms-service:problem:vonage-rejected", False, "rejected"),
-        (504, "urn:sms-service:problem:vonage-outcome-unknown", False, "unknown"),
-        (503, "about:blank", False, "unavailable"),
-        (401, "about:blank", False, "unauthorized"),
+        ({}, _vonage_answers(202), {"to": "+14155550100", "text": "Hi"}, None, "submitted"),
+        ({}, _vonage_answers(403), {"to": "+14155550100", "text": "Hi"}, None, "rejected"),
+        ({}, _vonage_answers(500), {"to": "+14155550100", "text": "Hi"}, None, "unknown"),
+        ({}, _vonage_answers(503), {"to": "+14155550100", "text": "Hi"}, None, "unavailable"),
+        ({}, None, {"to": "nope", "text": "Hi"}, None, "invalid"),
+        ({}, None, {"to": "+14155550100", "text": "Hi"}, "wrong-key", "unauthorized"),
+        ({}, None, {"to": "+19005550100", "text": "Hi"}, None, "destination_refused"),
     ],
 )
-def test_send_outcomes(status, problem_type, replayed, outcome):
-    assert metrics.send_outcome(status, problem_type, replayed) == outcome
+def test_each_send_is_counted_once_by_its_outcome(
+    make_app, vonage_api, settings, arrange, payload, key, outcome
+):
+    client = make_app(**settings).test_client()
+    if arrange:
+        arrange(vonage_api)
+    before = {name: sample("sms_sends_total", outcome=name) for name in OUTCOMES}
+
+    client.post("/send-sms", json=payload, headers=auth_headers(key or API_KEY))
+
+    after = {name: sample("sms_sends_total", outcome=name) for name in OUTCOMES}
+    assert {
+        name: after[name] - before[name] for name in OUTCOMES if after[name] != before[name]
+    } == {outcome: 1}
+
+
+def test_replays_limits_and_opt_outs_are_counted_by_outcome(make_app, vonage_api, signed_webhook):
+    app = make_app(SEND_SMS_DAILY_LIMIT="1", SEND_SMS_RATE_LIMIT="4/minute")
+    client = app.test_client()
+    _vonage_answers(202)(vonage_api)
+    before = {name: sample("sms_sends_total", outcome=name) for name in OUTCOMES}
+    keyed = auth_headers(**{"Idempotency-Key": "k1"})
+
+    client.post("/send-sms", json={"to": "+14155550100", "text": "Hi"}, headers=keyed)
+    client.post("/send-sms", json={"to": "+14155550100", "text": "Hi"}, headers=keyed)
+    client.post("/send-sms", json={"to": "+14155550101", "text": "Hi"}, headers=auth_headers())
+    client.post("/send-sms", json={"to": "+14155550101", "text": "Hi"}, headers=auth_headers())
+    client.post("/send-sms", json={"to": "+14155550101", "text": "Hi"}, headers=auth_headers())
+
+    after = {name: sample("sms_sends_total", outcome=name) for name in OUTCOMES}
+    assert {
+        name: after[name] - before[name] for name in OUTCOMES if after[name] != before[name]
+    } == {
+        "submitted": 1,
+        "replayed": 1,
+        "daily_limit": 2,
+        "rate_limited": 1,
+    }
 
 
 def test_unknown_webhook_status_values_do_not_explode_label_cardinality(app, signed_webhook):

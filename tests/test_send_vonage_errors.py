@@ -145,7 +145,7 @@ def test_unexpected_error_is_a_500_problem_without_a_trace(app, send, monkeypatc
     def explode(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr("app.sending.send", explode)
+    monkeypatch.setattr(app.extensions["sender"], "send", explode)
     app.config["PROPAGATE_EXCEPTIONS"] = False
     response = send({"to": TO, "text": "Hi"})
     assert response.status_code == 500

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+import functools
 
-from app import metrics, sending
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask_limiter.errors import RateLimitExceeded
+from redis.exceptions import RedisError
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from app import metrics
 from app.api import erasure, message_filters, paging, serializers
 from app.api.auth import rate_limit_key, require_api_key, require_metrics_token
-from app.api.schemas import idempotency_key, json_object, parse_send
+from app.api.schemas import DestinationNotAllowed, idempotency_key, json_object, parse_send
 from app.channels import CHANNELS
 from app.errors import Problem, validation_problem
 from app.events.backlog import BacklogCollector
 from app.extensions import engine, limiter, reading, settings
-from app.sms import InvalidNumber
+from app.failures import Failure
+from app.observability import annotate
+from app.sending import Sender
+from app.sms import InvalidNumber, mask_number
 from app.status import MESSAGE_STATUSES
 from app.store import messages as store
 
@@ -23,7 +31,37 @@ def _send_limit() -> str:
     return settings().send_sms_rate_limit
 
 
+def _counting_refusals(view):
+    """Count a send refused before it reached the sender: the rate limit (checked
+    inside the limiter's decorator), the key, the body. The sender counts the rest."""
+
+    @functools.wraps(view)
+    def counted(*args, **kwargs):
+        try:
+            return view(*args, **kwargs)
+        except Failure:
+            raise  # decided, and counted, by the sender
+        except Exception as error:
+            metrics.SENDS.labels(_refusal(error)).inc()
+            raise
+
+    return counted
+
+
+def _refusal(error: Exception) -> str:
+    if isinstance(error, RateLimitExceeded):
+        return "rate_limited"
+    if isinstance(error, DestinationNotAllowed):
+        return "destination_refused"
+    if isinstance(error, OperationalError | InterfaceError | RedisError):
+        return "unavailable"
+    if isinstance(error, Problem) and error.status == 401:
+        return "unauthorized"
+    return "invalid"
+
+
 @bp.post("/send-sms")
+@_counting_refusals
 @limiter.limit(_send_limit, key_func=rate_limit_key)
 def send_sms():
     require_api_key()
@@ -36,14 +74,14 @@ def send_sms():
         config.send_sms_allowed_countries,
         config.send_sms_blocked_countries,
     )
-    result = sending.send(
-        send_request,
-        owner=g.api_key_id,
-        idempotency_key=key,
-        body_hash=sending.request_hash(send_request.canonical()),
-        throttle=current_app.extensions["throttle"],
+    sender: Sender = current_app.extensions["sender"]
+    result = sender.send(send_request, owner=g.api_key_id, idempotency_key=key)
+    if result.replayed:
+        return jsonify(result.body), result.status, {"Idempotent-Replayed": "true"}
+    annotate(
+        message_id=result.body["id"], to=mask_number(send_request.to), attempts=result.attempts
     )
-    return jsonify(result.body), result.status, result.headers or {}
+    return jsonify(result.body), result.status
 
 
 @bp.get("/messages")
@@ -123,16 +161,6 @@ def _history_query(args):
 bp.add_url_rule("/numbers/<number>", view_func=erasure.erase_number, methods=["DELETE"])
 
 
-@bp.after_app_request
-def count_send(response):
-    if request.endpoint == "api.send_sms":
-        outcome = metrics.send_outcome(
-            response.status_code, g.get("problem_type"), g.get("idempotent_replay", False)
-        )
-        metrics.SENDS.labels(outcome).inc()
-    return response
-
-
 @bp.get("/metrics")
 def prometheus_metrics():
     require_metrics_token()
@@ -154,6 +182,6 @@ def ready():
             503,
             "Service Unavailable",
             detail="the database does not take writes",
-            headers={"Retry-After": "5"},
+            retry_after=5,
         )
     return jsonify(status="ok", database="ok")

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import Any
 
 from flask import Request
 
 from app.destinations import refusal
 from app.errors import Problem, validation_problem
+from app.sending import SendRequest
 from app.sms import (
     InvalidNumber,
-    Segmentation,
     clean_text,
     is_storable_text,
     normalize_number,
@@ -24,18 +23,6 @@ MAX_CLIENT_REF = 100
 MAX_IDEMPOTENCY_KEY = 255
 SEND_FIELDS = frozenset({"to", "text", "client_ref"})
 UNPAIRED_SURROGATE = "must be valid Unicode (it holds an unpaired surrogate such as \\ud800)"
-
-
-@dataclass(frozen=True)
-class SendRequest:
-    to: str
-    text: str
-    client_ref: str | None
-    segmentation: Segmentation
-
-    def canonical(self) -> dict[str, Any]:
-        """The request as sent, however it was written: what an Idempotency-Key is tied to."""
-        return {"to": self.to, "text": self.text, "client_ref": self.client_ref}
 
 
 JSON_MEDIA_TYPE = "application/json"
@@ -114,14 +101,7 @@ def parse_send(
             )
 
     client_ref = body.get("client_ref")
-    if client_ref is not None and not isinstance(client_ref, str):
-        errors.append({"field": "client_ref", "message": "must be a string"})
-    elif isinstance(client_ref, str) and len(client_ref) > MAX_CLIENT_REF:
-        errors.append({"field": "client_ref", "message": f"is longer than {MAX_CLIENT_REF}"})
-    elif isinstance(client_ref, str) and "\x00" in client_ref:
-        errors.append({"field": "client_ref", "message": "must not contain NUL"})
-    elif isinstance(client_ref, str) and not is_storable_text(client_ref):
-        errors.append({"field": "client_ref", "message": UNPAIRED_SURROGATE})
+    errors.extend(_client_ref_errors(client_ref))
 
     if errors:
         raise validation_problem(errors)
@@ -129,11 +109,35 @@ def parse_send(
     return SendRequest(number, text, client_ref, segment(text))
 
 
+def _client_ref_errors(client_ref: Any) -> list[dict[str, str]]:
+    if client_ref is None:
+        return []
+    if not isinstance(client_ref, str):
+        message = "must be a string"
+    elif len(client_ref) > MAX_CLIENT_REF:
+        message = f"is longer than {MAX_CLIENT_REF}"
+    elif "\x00" in client_ref:
+        message = "must not contain NUL"
+    elif not is_storable_text(client_ref):
+        message = UNPAIRED_SURROGATE
+    else:
+        return []
+    return [{"field": "client_ref", "message": message}]
+
+
+class DestinationNotAllowed(Problem):
+    """422 with its own problem type: a number the service does not send to."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            422, "Destination not allowed", type="destination-not-allowed", detail=reason
+        )
+
+
 def refuse_destination(number: str, allowed: Collection[str], blocked: Collection[str]) -> None:
-    """422 with its own problem type for a number the service does not send to."""
     reason = refusal(number, allowed, blocked)
     if reason is not None:
-        raise Problem(422, "Destination not allowed", type="destination-not-allowed", detail=reason)
+        raise DestinationNotAllowed(reason)
 
 
 def idempotency_key(request: Request) -> str | None:

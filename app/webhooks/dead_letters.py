@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection
 
@@ -24,19 +24,27 @@ def keep(connection: Connection, letter: DeadLetter, body: bytes) -> bool:
     )
 
 
-def store_event(connection: Connection, event: Event) -> bool:
+def store_event(connection: Connection, event: Event) -> events.Stored:
     return STORERS[event.kind](connection, event.parsed)
 
 
-def reprocess(connection: Connection, row: dict[str, Any]) -> str:
-    """Interpret a kept body again: `stored`, `duplicate`, or the reason it is still kept."""
+class Reprocessed(NamedTuple):
+    #: `stored`, `duplicate`, or the reason it is still kept.
+    outcome: str
+    #: What storing did, to count once committed (None while still kept).
+    stored: events.Stored | None = None
+
+
+def reprocess(connection: Connection, row: dict[str, Any]) -> Reprocessed:
+    """Interpret a kept body again, and store it if it now reads."""
     try:
         result = interpret(row["kind"], row["body"].encode())
     except NotJson:
-        return row["reason"]
+        return Reprocessed(row["reason"])
     if isinstance(result, DeadLetter):
         store.note_attempt(connection, row["id"], result.reason, result.detail)
-        return result.reason
-    outcome = "stored" if store_event(connection, result) else "duplicate"
+        return Reprocessed(result.reason)
+    stored = store_event(connection, result)
+    outcome = "stored" if stored else "duplicate"
     store.mark_reprocessed(connection, row["id"], outcome)
-    return outcome
+    return Reprocessed(outcome, stored)

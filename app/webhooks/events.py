@@ -15,6 +15,7 @@ channels (Messenger page ids, Viber ids) are kept as Vonage writes them.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -171,7 +172,28 @@ def parse_status(payload: dict) -> dict[str, Any]:
     }
 
 
-def store_inbound(connection: Connection, message: dict[str, Any]) -> bool:
+@dataclass(frozen=True)
+class Stored:
+    """What storing one event did; true when it was new. The caller counts it
+    (`count()`) once the transaction holding it has committed."""
+
+    new: bool
+    #: (status label, effect) of a new status event.
+    status_effect: tuple[str, str] | None = None
+    #: `opt_out` / `opt_in` when an inbound text asked for it.
+    opt_out_change: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.new
+
+    def count(self) -> None:
+        if self.status_effect is not None:
+            metrics.STATUS_EVENTS.labels(*self.status_effect).inc()
+        if self.opt_out_change is not None:
+            metrics.OPT_OUTS.labels(self.opt_out_change).inc()
+
+
+def store_inbound(connection: Connection, message: dict[str, Any]) -> Stored:
     """Store once per `message_uuid`; act on STOP/START only the first time.
 
     Only an SMS opts anyone out: a WhatsApp "STOP" says nothing about the
@@ -179,11 +201,10 @@ def store_inbound(connection: Connection, message: dict[str, Any]) -> bool:
     """
     row = {k: v for k, v in message.items() if k not in ("keyword", "sent_at")}
     if not store.insert_inbound(connection, row):
-        return False
+        return Stored(False)
     outbox.message_received(connection, row)
-    if message["channel"] == SMS:
-        record_opt_out_change(connection, message)
-    return True
+    change = record_opt_out_change(connection, message) if message["channel"] == SMS else None
+    return Stored(True, opt_out_change=change)
 
 
 def record_opt_out_change(connection: Connection, message: dict[str, Any]) -> str | None:
@@ -191,7 +212,7 @@ def record_opt_out_change(connection: Connection, message: dict[str, Any]) -> st
 
     The one place an opt-out changes. Vonage's `sms.keyword` (its first word,
     punctuation kept) is used only when there is no text, since the decision
-    is made on the whole message.
+    is made on the whole message. Returns the change, for the caller to count.
     """
     text = message["text"] if message["text"] is not None else message["keyword"]
     change = change_for(text)
@@ -206,14 +227,13 @@ def record_opt_out_change(connection: Connection, message: dict[str, Any]) -> st
         outbox.contact_changed(
             connection, number, opted_out=change == OPT_OUT, message_uuid=message["message_uuid"]
         )
-    metrics.OPT_OUTS.labels(change).inc()
     return change
 
 
-def store_status(connection: Connection, event: dict[str, Any]) -> bool:
+def store_status(connection: Connection, event: dict[str, Any]) -> Stored:
     effect = store.insert_event(connection, event)
-    if effect is not None:
-        outbox.message_status(connection, event)
-        status = event["status"] if event["status"] in metrics.KNOWN_STATUSES else "other"
-        metrics.STATUS_EVENTS.labels(status, effect).inc()
-    return effect is not None
+    if effect is None:
+        return Stored(False)
+    outbox.message_status(connection, event)
+    status = event["status"] if event["status"] in metrics.KNOWN_STATUSES else "other"
+    return Stored(True, status_effect=(status, effect))

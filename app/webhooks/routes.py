@@ -11,13 +11,17 @@ event the service cannot interpret is kept raw as a dead letter and answered
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
 
 from app import metrics
 from app.errors import Problem
 from app.extensions import settings, write_grouped
+from app.failures import DependencyUnavailable
 from app.observability import annotate
 from app.sms import mask_number
 from app.webhooks import dead_letters, events, interpret
@@ -33,11 +37,18 @@ bp = Blueprint("webhooks", __name__)
 log = logging.getLogger(__name__)
 
 
+def _count(outcome: str) -> None:
+    """One `sms_webhooks_total` sample for this call, by its kind (inbound, status)."""
+    kind = (request.endpoint or ".unknown").rsplit(".", 1)[-1]
+    metrics.WEBHOOKS.labels(kind, outcome).inc()
+
+
 @bp.before_request
 def verify_signature() -> None:
     config = settings()
     secrets = [config.vonage_signature_secret, config.vonage_signature_secret_previous]
     if not config.vonage_signature_secret:
+        _count("unavailable")
         raise Problem(
             503, "Service Unavailable", detail="webhook signature secret is not configured"
         )
@@ -51,64 +62,54 @@ def verify_signature() -> None:
             max_age=config.webhook_max_age_seconds,
         )
     except MissingSignature:
+        _count("unsigned")
         raise Problem(
             503,
             "Unsigned webhook",
             type="unsigned-webhook",
             detail="no Authorization header; Vonage will retry with a signed call",
-            headers={"Retry-After": "60"},
+            retry_after=60,
         ) from None
     except InvalidSignature as error:
+        _count("bad_signature")
         raise Problem(401, "Invalid signature", detail=str(error)) from None
-
-
-@bp.after_request
-def count_webhook(response):
-    kind = (request.endpoint or ".unknown").rsplit(".", 1)[-1]
-    outcome = metrics.webhook_outcome(
-        response.status_code,
-        g.get("problem_type"),
-        g.get("webhook_duplicate", False),
-        dead_letter=g.get("dead_letter", False),
-    )
-    metrics.WEBHOOKS.labels(kind, outcome).inc()
-    return response
+    except HTTPException:
+        _count("invalid")  # the body is too large to read
+        raise
 
 
 def _interpret(kind: str) -> interpret.Event | interpret.DeadLetter:
     try:
         return interpret.interpret(kind, request.get_data(cache=True))
     except interpret.NotJson as error:
+        _count("invalid")
         raise Problem(400, "Bad Request", detail=str(error)) from None
+
+
+@contextmanager
+def _storage_failure_answered() -> Iterator[None]:
+    """A database failure is a 503, so Vonage delivers the event again: never a 200."""
+    try:
+        yield
+    except SQLAlchemyError:
+        log.exception("webhook not stored")
+        _count("unavailable")
+        raise DependencyUnavailable("the event could not be stored; retry later") from None
 
 
 def _keep_dead_letter(letter: interpret.DeadLetter):
     """Store the raw body, count it once committed, and acknowledge it."""
     body = request.get_data(cache=True)
-    stored = _store(lambda connection, _: dead_letters.keep(connection, letter, body), None)
-    g.dead_letter = True
+    with _storage_failure_answered():
+        # Webhooks arrive in bursts: they share commits (one fsync for the batch),
+        # and each is answered only once the commit holding it is durable.
+        stored = write_grouped(lambda connection: dead_letters.keep(connection, letter, body))
+    _count("dead_letter")
     if stored:
         metrics.DEAD_LETTERS.labels(letter.kind, letter.reason).inc()
     annotate(dead_letter=letter.reason, duplicate=not stored)
     log.warning("webhook kept as a dead letter: %s (%s)", letter.reason, letter.detail)
     return jsonify(status="ok", duplicate=not stored, dead_letter=True)
-
-
-def _store(store_event, parsed) -> bool:
-    try:
-        # Webhooks arrive in bursts: they share commits (one fsync for the batch),
-        # and each is answered only once the commit holding it is durable.
-        stored = write_grouped(lambda connection: store_event(connection, parsed))
-        g.webhook_duplicate = not stored
-        return stored
-    except SQLAlchemyError:
-        log.exception("webhook not stored")
-        raise Problem(
-            503,
-            "Service Unavailable",
-            type="storage-unavailable",
-            detail="the event could not be stored; retry later",
-        ) from None
 
 
 @bp.post("/inbound")
@@ -117,7 +118,10 @@ def inbound():
     if isinstance(message, interpret.DeadLetter):
         return _keep_dead_letter(message)
     message = message.parsed
-    stored = _store(events.store_inbound, message)
+    with _storage_failure_answered():
+        stored = write_grouped(lambda connection: events.store_inbound(connection, message))
+    stored.count()
+    _count("stored" if stored else "duplicate")
     annotate(
         message_uuid=message["message_uuid"],
         channel=message["channel"],
@@ -133,7 +137,10 @@ def status():
     if isinstance(event, interpret.DeadLetter):
         return _keep_dead_letter(event)
     event = event.parsed
-    stored = _store(events.store_status, event)
+    with _storage_failure_answered():
+        stored = write_grouped(lambda connection: events.store_status(connection, event))
+    stored.count()
+    _count("stored" if stored else "duplicate")
     annotate(
         message_uuid=event["message_uuid"], message_status=event["status"], duplicate=not stored
     )

@@ -249,8 +249,8 @@ def test_postgres_unreachable_answers_503_everywhere_but_health(tmp_path, key_fi
     assert health.status_code == 200
     assert health.json() == {"status": "ok"}
     assert_problem(ready, 503)
-    assert_problem(inbound_answer, 503, "storage-unavailable")
-    assert_problem(status_answer, 503, "storage-unavailable")
+    assert_problem(inbound_answer, 503, "dependency-unavailable")
+    assert_problem(status_answer, 503, "dependency-unavailable")
     assert_problem(send, 503, "dependency-unavailable")
     assert_problem(history, 503, "dependency-unavailable")
 
@@ -297,7 +297,7 @@ def test_sqlite_locked_past_busy_timeout_writes_503_and_the_retry_is_stored(tmp_
     answered = [None if answer is None else answer.status_code for answer in locked]
     assert answered == [503] * len(locked)
     for answer in locked[:-1]:
-        assert_problem(answer, 503, "storage-unavailable")
+        assert_problem(answer, 503, "dependency-unavailable")
     assert_problem(locked[-1], 503, "dependency-unavailable")
     assert [answer.status_code for answer in retried] == [200] * len(events)
     assert [answer.json()["duplicate"] for answer in retried] == [False] * len(events)
