@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import responses
@@ -18,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import text
 
-from app import create_app
+from app import create_app, vonage_client
 from app.config import Settings, load_settings
 from app.store.models import Base
 from tests.support import (
@@ -66,6 +68,43 @@ def private_key_pem() -> str:
 
 
 @pytest.fixture(scope="session")
+def private_key_parsed(private_key_pem):
+    return vonage_client.load_private_key(private_key_pem)
+
+
+@pytest.fixture(autouse=True)
+def session_key_parsed_once(monkeypatch, private_key_pem, private_key_parsed):
+    """Every app's Vonage client gets the session's key already parsed.
+
+    Parsing checks the RSA key, which took ~0.17 s per app (most tests build one);
+    the key is immutable, so one parse serves all. Any other PEM is parsed as usual.
+    """
+    parse = vonage_client.load_private_key
+    monkeypatch.setattr(
+        vonage_client,
+        "load_private_key",
+        lambda pem: private_key_parsed if pem.strip() == private_key_pem.strip() else parse(pem),
+    )
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    """A SQLite database migrated to head once per session, copied for each test.
+
+    The app migrates an embedded database on first connect (~0.15 s); a copy of
+    one already at head skips that, and the first-connect check still runs.
+    """
+    from app.store.engine import open_database
+
+    path = tmp_path_factory.mktemp("template") / "sms.db"
+    engine = open_database(f"sqlite:///{path}", str(path.parent))
+    with engine.connect():
+        pass
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
 def postgres_ready():
     """Migrate the test PostgreSQL database once per session."""
     if not TEST_DATABASE_URL:
@@ -90,10 +129,11 @@ def _empty_postgres(engine) -> None:
 
 
 @pytest.fixture
-def database_url(tmp_path, postgres_ready) -> str:
+def database_url(tmp_path, postgres_ready, request) -> str:
     if postgres_ready is not None:
         _empty_postgres(postgres_ready)
         return TEST_DATABASE_URL
+    shutil.copyfile(request.getfixturevalue("sqlite_template"), tmp_path / "sms.db")
     return f"sqlite:///{tmp_path / 'sms.db'}"
 
 

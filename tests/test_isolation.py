@@ -42,6 +42,9 @@ def test_exported_settings_do_not_reach_the_tests(tmp_path, private_key_pem):
     key = tmp_path / "private.key"
     key.write_text(private_key_pem)
     env = {**os.environ, **HOSTILE, "VONAGE_PRIVATE_KEY_PATH": str(key)}
+    # These three tests use no plugin; not loading hypothesis' and schemathesis' saves
+    # the child most of its start-up.
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     tests = [
         "tests/test_config.py::test_production_refuses_to_start_the_app",
         "tests/test_config.py::test_defaults_for_a_local_run",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import signal
 import subprocess
 import sys
 import time
@@ -50,8 +51,19 @@ def wait_until(check: Callable[[], Any], *, what: str, timeout: float = WAIT_TIM
 
 @contextlib.contextmanager
 def running(
-    name: str, args: list[str], *, env: dict[str, str], workdir: Path, ready: Callable[[], Any]
+    name: str,
+    args: list[str],
+    *,
+    env: dict[str, str],
+    workdir: Path,
+    ready: Callable[[], Any],
+    stop_signal: int = signal.SIGTERM,
 ) -> Iterator[subprocess.Popen]:
+    """`args` running until the block ends, then stopped with `stop_signal`.
+
+    SIGINT for gunicorn when the test is done with it: its quick shutdown, where
+    SIGTERM's graceful one waits out kept-alive connections (~5 s a stop).
+    """
     log_path = workdir / f"{name}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(args, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
@@ -70,7 +82,7 @@ def running(
             time.sleep(0.1)
         yield process
     finally:
-        process.terminate()
+        process.send_signal(stop_signal)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -223,7 +235,9 @@ def start_stack(tmp_path_factory, key_file) -> Callable:
 
         with (
             running("simulator", sim_args, env=sim_env, workdir=workdir, ready=sim_ready),
-            running("app", web, env=app_env, workdir=workdir, ready=app_ready),
+            running(
+                "app", web, env=app_env, workdir=workdir, ready=app_ready, stop_signal=signal.SIGINT
+            ),
         ):
             yield Stack(
                 app_url=f"http://127.0.0.1:{app_port}",
@@ -238,19 +252,26 @@ def start_stack(tmp_path_factory, key_file) -> Callable:
     return start
 
 
-@pytest.fixture(scope="module")
-def module_stack(start_stack) -> Iterator[Stack]:
+@pytest.fixture(scope="package")
+def default_stack(start_stack) -> Iterator[Stack]:
+    """One stack on the default settings for every module here that uses `stack`.
+
+    Their tests find their own messages by id, uuid or unique text, so they can
+    share it; starting and stopping one took 20-30 s of the loaded CI machine.
+    A module whose tests count every stored message overrides this fixture with
+    a stack of its own (tests/integration/test_end_to_end.py).
+    """
     with start_stack() as stack:
         yield stack
 
 
 @pytest.fixture
-def stack(module_stack) -> Iterator[Stack]:
-    """The module's stack with no faults set, and none left behind."""
-    module_stack.sim("DELETE", "/_sim/faults")
-    yield module_stack
-    module_stack.sim("DELETE", "/_sim/faults")
-    module_stack.sim("POST", "/_sim/release")
+def stack(default_stack) -> Iterator[Stack]:
+    """The default stack with no faults set, and none left behind."""
+    default_stack.sim("DELETE", "/_sim/faults")
+    yield default_stack
+    default_stack.sim("DELETE", "/_sim/faults")
+    default_stack.sim("POST", "/_sim/release")
 
 
 @contextlib.contextmanager

@@ -56,6 +56,9 @@ pytestmark = pytest.mark.integration
 
 TIMEOUT = "2"
 HOLD = hold_seconds(load_settings({"VONAGE_TIMEOUT_SECONDS": TIMEOUT}, environ={}))
+# Sends queued behind a 1/s throttle: long enough that most still wait for a slot
+# when the app is killed, short enough that their hold (waited out) stays ~17 s.
+QUEUED_TIMEOUT = "4"
 
 
 @contextlib.contextmanager
@@ -455,7 +458,7 @@ def test_kill_9_while_sends_wait_for_a_throttle_slot_fails_them_and_gives_slots_
                 key_file,
                 PORT=port,
                 VONAGE_MAX_SENDS_PER_SECOND="1",
-                VONAGE_TIMEOUT_SECONDS="8",
+                VONAGE_TIMEOUT_SECONDS=QUEUED_TIMEOUT,
             ),
             sim,
         )
@@ -471,7 +474,7 @@ def test_kill_9_while_sends_wait_for_a_throttle_slot_fails_them_and_gives_slots_
             )
             kill_group(app.process)
         sim.sim("POST", "/_sim/release")
-        hold = hold_seconds(load_settings({"VONAGE_TIMEOUT_SECONDS": "8"}, environ={}))
+        hold = hold_seconds(load_settings({"VONAGE_TIMEOUT_SECONDS": QUEUED_TIMEOUT}, environ={}))
         with gunicorn(env, tmp_path, name="app-restarted") as app:
             time.sleep(hold)
             wait_until(

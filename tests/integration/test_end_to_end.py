@@ -6,16 +6,24 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pytest
 import requests
 
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import Stack, wait_until
 from tests.support import TO, VONAGE_NUMBER, clean_env
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def default_stack(start_stack) -> Iterator[Stack]:
+    """A stack of this module's own: its tests list whole directions and numbers."""
+    with start_stack() as stack:
+        yield stack
 
 
 def settled(stack, identifier: str, status: str):
