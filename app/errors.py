@@ -13,7 +13,6 @@ from typing import Any
 
 from flask import Flask, Response, json
 from redis.exceptions import RedisError
-from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from app.failures import DependencyUnavailable, Failure
@@ -32,6 +31,7 @@ from app.sending.failures import (
     VonageRefused,
     VonageUnavailable,
 )
+from app.store.engine import STORAGE_ERRORS
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "urn:sms-service:problem:"
@@ -284,8 +284,8 @@ def _dependency_down(error: Exception) -> Response:
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(Problem, problem_response)
     app.register_error_handler(Failure, _from_failure)
-    app.register_error_handler(OperationalError, _dependency_down)
-    app.register_error_handler(InterfaceError, _dependency_down)
+    for storage_error in STORAGE_ERRORS:
+        app.register_error_handler(storage_error, _dependency_down)
     app.register_error_handler(RedisError, _dependency_down)
     app.register_error_handler(InternalServerError, _from_unexpected)
     app.register_error_handler(HTTPException, _from_http_exception)

@@ -40,3 +40,36 @@ def test_a_connection_killed_while_idle_is_replaced_before_use(engine, monkeypat
     finally:
         killer.dispose()
     assert backend_pid(engine) != victim
+
+
+def test_one_dead_idle_connection_discards_every_older_one(engine, monkeypatch):
+    """As `pool_pre_ping` does: a failed ping means the server went away (a restart,
+    a failover), so the connections pooled before it are replaced too, and none of
+    them fails a request later (the next one is reused busy, without a ping)."""
+    monkeypatch.setattr(engine_module, "POOL_PING_IDLE_SECONDS", 0.0)
+    with engine.connect() as one, engine.connect() as two:
+        pooled = {
+            one.execute(text("SELECT pg_backend_pid()")).scalar_one(),
+            two.execute(text("SELECT pg_backend_pid()")).scalar_one(),
+        }
+    killer = build_engine(TEST_DATABASE_URL)
+    try:
+        with killer.connect() as connection:
+            for pid in pooled:
+                connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        killer.dispose()
+    pings = []
+    real_ping = engine.dialect.do_ping
+    monkeypatch.setattr(
+        engine.dialect, "do_ping", lambda dbapi: pings.append(1) or real_ping(dbapi)
+    )
+
+    with engine.connect() as one, engine.connect() as two:
+        now = {
+            one.execute(text("SELECT pg_backend_pid()")).scalar_one(),
+            two.execute(text("SELECT pg_backend_pid()")).scalar_one(),
+        }
+
+    assert now.isdisjoint(pooled)
+    assert len(pings) == 1

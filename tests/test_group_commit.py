@@ -181,3 +181,47 @@ def test_a_leader_without_the_lock_in_time_fails_alone_and_hands_the_lead_on(
     assert "database is locked" in str(outcomes["short"])
     assert outcomes["patient"] == "stored patient"
     assert names(sqlite_engine) == ["patient"]
+
+
+def test_a_write_due_sooner_than_the_leader_is_not_held_to_the_leaders_time(
+    sqlite_engine, monkeypatch
+):
+    """A batch waits for SQLite's lock on its leader's time. A queued write whose own
+    time ends sooner (a send near the end of its budget) is not taken into a batch led
+    by a more patient write: it leads the next batch itself, on its own time."""
+    batches: list[int] = []
+    real_commit = engine_module._GroupCommitter._commit
+
+    def recording_commit(self, engine, batch):
+        batches.append(len(batch))
+        real_commit(self, engine, batch)
+
+    monkeypatch.setattr(engine_module._GroupCommitter, "_commit", recording_commit)
+    gate = threading.Event()
+
+    def held_open(connection):
+        gate.wait(10)  # the first batch stays open until both writes have queued
+        return insert("first")(connection)
+
+    outcomes: dict[str, object] = {}
+    first = submit_in_thread(sqlite_engine, held_open, outcomes, "first", timeout=10)
+    while not batches:
+        time.sleep(0.001)
+    committer = engine_module._committers[sqlite_engine]
+    patient = submit_in_thread(sqlite_engine, insert("patient"), outcomes, "patient", timeout=10)
+    while len(committer._pending) < 1:
+        time.sleep(0.001)
+    hurried = submit_in_thread(sqlite_engine, insert("hurried"), outcomes, "hurried", timeout=5)
+    while len(committer._pending) < 2:
+        time.sleep(0.001)
+    gate.set()
+    for thread in (first, patient, hurried):
+        thread.join(10)
+
+    assert outcomes == {
+        "first": "stored first",
+        "patient": "stored patient",
+        "hurried": "stored hurried",
+    }
+    assert batches == [1, 1, 1]
+    assert names(sqlite_engine) == ["first", "hurried", "patient"]

@@ -1,5 +1,9 @@
 """POST /send-sms past the per-key rate limit or with a dependency down: 429 or 503, none sent."""
 
+import pytest
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
 from tests.support import API_KEY, OTHER_API_KEY, TO, accepted, auth_headers, count_rows
 
 
@@ -22,11 +26,18 @@ def test_rate_limit_per_key_answers_429_with_retry_after(make_app, vonage_api, l
     assert post(OTHER_API_KEY).status_code == 202
 
 
-def test_database_down_is_503_and_nothing_sent(app, send, vonage_api, monkeypatch):
-    from sqlalchemy.exc import OperationalError
-
+@pytest.mark.parametrize(
+    "failure",
+    [
+        OperationalError("SELECT", {}, Exception("could not connect")),
+        # PostgreSQL: every pooled connection busy for longer than the pool waits.
+        PoolTimeout("QueuePool limit of size 10 overflow 20 reached"),
+    ],
+    ids=["database-down", "pool-exhausted"],
+)
+def test_database_down_is_503_and_nothing_sent(app, send, vonage_api, monkeypatch, failure):
     def broken(*args, **kwargs):
-        raise OperationalError("SELECT", {}, Exception("could not connect"))
+        raise failure
 
     monkeypatch.setattr("app.store.opt_outs.is_opted_out", broken)
     response = send({"to": TO, "text": "Hi"})

@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.api.auth import fingerprint
 from app.sending import request_hash
@@ -136,8 +137,16 @@ def test_abandoned_rows_settle_without_a_retry(app):
     assert daily_count(app) == 1
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        OperationalError("UPDATE", {}, Exception("database is locked")),
+        PoolTimeout("QueuePool limit of size 10 overflow 20 reached"),
+    ],
+    ids=["database-locked", "pool-exhausted"],
+)
 def test_storage_failing_after_vonage_accepted_answers_202_and_writes_later(
-    app, send, vonage_api, monkeypatch
+    app, send, vonage_api, monkeypatch, failure
 ):
     """The outcome's write fails: 202 with the id, the key kept, the write deferred."""
     accepted(vonage_api, "aaaaaaaa-0000-4000-8000-000000000009")
@@ -147,7 +156,7 @@ def test_storage_failing_after_vonage_accepted_answers_202_and_writes_later(
 
     def flaky_mark_sent(connection, message_id, message_uuid):
         if next(failures, False):
-            raise OperationalError("UPDATE", {}, Exception("database is locked"))
+            raise failure
         real_mark_sent(connection, message_id, message_uuid)
 
     monkeypatch.setattr("app.store.messages.mark_sent", flaky_mark_sent)

@@ -7,7 +7,6 @@ import functools
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask_limiter.errors import RateLimitExceeded
 from redis.exceptions import RedisError
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app import metrics
 from app.api import erasure, message_filters, paging, serializers
@@ -23,6 +22,7 @@ from app.sending import Sender
 from app.sms import InvalidNumber, mask_number
 from app.status import MESSAGE_STATUSES
 from app.store import messages as store
+from app.store.engine import STORAGE_ERRORS
 
 bp = Blueprint("api", __name__)
 
@@ -53,7 +53,7 @@ def _refusal(error: Exception) -> str:
         return "rate_limited"
     if isinstance(error, DestinationNotAllowed):
         return "destination_refused"
-    if isinstance(error, OperationalError | InterfaceError | RedisError):
+    if isinstance(error, (*STORAGE_ERRORS, RedisError)):
         return "unavailable"
     if isinstance(error, Problem) and error.status == 401:
         return "unauthorized"

@@ -15,7 +15,6 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.failures import Failure
 from app.sending.budget import Budget
@@ -24,12 +23,10 @@ from app.status import message_error
 from app.store import daily_count, idempotency
 from app.store import messages as store
 from app.store.deferred import DeferredWrites
-from app.store.engine import grouped_write, write_transaction
+from app.store.engine import STORAGE_ERRORS, grouped_write, write_transaction
 from app.vonage_client import SentMessage
 
 log = logging.getLogger("app.sending")
-
-STORAGE_ERRORS = (OperationalError, InterfaceError)
 
 #: The problem body a failure is answered with (`app.errors.problem_body`).
 Describe = Callable[[Failure], dict[str, Any]]

@@ -17,9 +17,8 @@ from collections import deque
 from collections.abc import Callable
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
 
-from app.store.engine import write_transaction
+from app.store.engine import STORAGE_ERRORS, write_transaction
 
 MAX_QUEUED = 10_000
 FIRST_BACKOFF_SECONDS = 0.2
@@ -79,7 +78,7 @@ class DeferredWrites:
             try:
                 with write_transaction(self._engine) as connection:
                     write(connection)
-            except (OperationalError, InterfaceError):
+            except STORAGE_ERRORS:
                 self._sleep(backoff)
                 backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
                 continue

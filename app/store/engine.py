@@ -16,11 +16,21 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.exc import InterfaceError, InvalidatePoolError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 WRITER_QUEUE_TIMEOUT_SECONDS = SQLITE_BUSY_TIMEOUT_MS / 1000
 FLOCK_POLL_SECONDS = 0.005
+
+
+#: What "the database is unavailable" looks like: the server is down or refuses,
+#: the connection broke, the SQLite lock was not had in time, or no pooled
+#: connection came free in time (PostgreSQL, more threads than connections).
+STORAGE_ERRORS = (OperationalError, InterfaceError, PoolTimeout)
+
+
+POOL_TIMEOUT_SECONDS = 5.0
 
 
 def default_sqlite_url(instance_path: str) -> str:
@@ -37,6 +47,10 @@ def build_engine(url: str) -> Engine:
         hide_parameters=True,
         pool_size=10,
         max_overflow=20,
+        # A worker has more threads than connections: one that waits longer than
+        # this for a connection answers 503 (STORAGE_ERRORS) instead of hanging
+        # past a send's budget.
+        pool_timeout=POOL_TIMEOUT_SECONDS,
         pool_recycle=1800,
     )
     _ping_when_idle(engine)
@@ -67,8 +81,9 @@ def _ping_when_idle(engine: Engine) -> None:
         try:
             engine.dialect.do_ping(dbapi_connection)
         except engine.dialect.loaded_dbapi.Error as error:
-            # The pool discards this connection and checks out a fresh one.
-            raise DisconnectionError("the pooled connection is gone") from error
+            # As `pool_pre_ping` does: a dead connection means the server went
+            # away, so every connection made before now is discarded, not just this one.
+            raise InvalidatePoolError("the pooled connection is gone") from error
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -300,10 +315,7 @@ class _GroupCommitter:
             wait = max(LEAD_FLOOR_SECONDS, mine.deadline - time.monotonic())
             with self._queue.held(wait):
                 with self._lock:
-                    batch = self._pending[:GROUP_COMMIT_MAX_BATCH]
-                    del self._pending[:GROUP_COMMIT_MAX_BATCH]
-                    for pending in batch:
-                        pending.taken = True
+                    batch = self._take_batch(mine)
                 self._commit(engine, batch)
         except BaseException as error:
             # The lock was not had in time (or the commit broke): this batch fails.
@@ -325,6 +337,27 @@ class _GroupCommitter:
                 pending.done.set()
             if successor is not None:
                 successor.done.set()
+
+    def _take_batch(self, mine: _Pending) -> list[_Pending]:
+        """The leader's write and the queued ones that may wait at least as long.
+
+        The batch waits for SQLite's lock on the leader's time, so a write due
+        sooner than the leader's stays queued and leads the next batch: no write
+        (a send on its budget) waits past its own timeout. A write due later may
+        have that wait cut to the leader's; it matters only when a process outside
+        the writer queue holds SQLite's lock, and such a write fails with a 503.
+        """
+        batch = [p for p in self._pending if p.deadline >= mine.deadline]
+        batch = batch[:GROUP_COMMIT_MAX_BATCH]
+        if mine not in batch:
+            batch = [mine, *batch[: GROUP_COMMIT_MAX_BATCH - 1]]
+        taken = set(map(id, batch))
+        self._pending = [p for p in self._pending if id(p) not in taken]
+        for pending in batch:
+            pending.taken = True
+        # The leader first: the batch's busy timeout is read from batch[0].
+        batch.sort(key=lambda p: p is not mine)
+        return batch
 
     def _commit(self, engine: Engine, batch: list[_Pending]) -> None:
         """The batch in one transaction; the caller holds the write lock."""
