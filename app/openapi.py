@@ -304,13 +304,7 @@ def _list_messages() -> Schema:
 
 
 def _get_message() -> Schema:
-    identifier = {
-        "name": "identifier",
-        "in": "path",
-        "required": True,
-        "description": "Vonage's `message_uuid` or the service's own `id`.",
-        "schema": {"type": "string", "minLength": 1},
-    }
+    identifier = _path_parameter("identifier", "Vonage's `message_uuid` or the service's own `id`.")
     return _operation(
         "getMessage",
         "One message with its status history",
@@ -329,13 +323,11 @@ def _get_message() -> Schema:
 
 
 def _erase_number() -> Schema:
-    number = {
-        "name": "number",
-        "in": "path",
-        "required": True,
-        "description": "A phone number however written, a short code or a sender ID.",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 2 * MAX_ADDRESS},
-    }
+    number = _path_parameter(
+        "number",
+        "A phone number however written, a short code or a sender ID.",
+        max_length=2 * MAX_ADDRESS,
+    )
     return _operation(
         "eraseNumber",
         "Erase everything kept about one number (GDPR erasure)",
@@ -426,8 +418,10 @@ def _openapi() -> Schema:
 NOT_YOURS = _problem(404, "No such id among this key's own (another key's is 404 too).")
 
 
-def _path_id(name: str, description: str) -> Schema:
-    schema = {"type": "string", "minLength": 1}
+def _path_parameter(name: str, description: str, max_length: int | None = None) -> Schema:
+    schema: Schema = {"type": "string", "minLength": 1}
+    if max_length is not None:
+        schema["maxLength"] = max_length
     return {
         "name": name,
         "in": "path",
@@ -472,7 +466,7 @@ def _create_subscription() -> Schema:
 
 def _subscription_operation(operation_id: str, summary: str, ok: Schema, **fields) -> Schema:
     responses = {**ok, "401": UNAUTHORIZED, "404": NOT_YOURS, "503": DEPENDENCY_DOWN}
-    subscription_id = _path_id("subscription_id", "The subscription's `id`.")
+    subscription_id = _path_parameter("subscription_id", "The subscription's `id`.")
     return _operation(
         operation_id, summary, EVENTS, API_KEY, responses, parameters=[subscription_id], **fields
     )
@@ -518,7 +512,7 @@ def _list_events() -> Schema:
 
 def _event_operation(operation_id: str, summary: str, ok: Schema) -> Schema:
     responses = {**ok, "401": UNAUTHORIZED, "404": NOT_YOURS, "503": DEPENDENCY_DOWN}
-    event_id = _path_id("event_id", "The event's `id` (the `webhook-id` of its deliveries).")
+    event_id = _path_parameter("event_id", "The event's `id` (the `webhook-id` of its deliveries).")
     return _operation(operation_id, summary, EVENTS, API_KEY, responses, parameters=[event_id])
 
 

@@ -19,6 +19,20 @@ def sqlite_engine(tmp_path):
     engine.dispose()
 
 
+@pytest.fixture
+def batch_sizes(monkeypatch) -> list[int]:
+    """The size of every batch committed, in order."""
+    sizes: list[int] = []
+    real_commit = engine_module._GroupCommitter._commit
+
+    def recording_commit(self, engine, batch):
+        sizes.append(len(batch))
+        real_commit(self, engine, batch)
+
+    monkeypatch.setattr(engine_module._GroupCommitter, "_commit", recording_commit)
+    return sizes
+
+
 def names(engine) -> list[str]:
     with engine.connect() as connection:
         return sorted(connection.execute(text("SELECT name FROM items")).scalars())
@@ -48,19 +62,13 @@ def test_a_failing_write_alone_raises_and_leaves_nothing(sqlite_engine):
 
 
 def test_concurrent_writes_share_commits_and_a_failure_fails_only_its_own(
-    sqlite_engine, monkeypatch
+    sqlite_engine, batch_sizes
 ):
     """Writes queued behind a leader are committed together: the duplicate key fails
     alone (its savepoint rolled back), every other write is stored and answered."""
     grouped_write(sqlite_engine, insert("taken"))
-    commits = []
-    real_commit = engine_module._GroupCommitter._commit
-
-    def counting_commit(self, engine, batch):
-        commits.append(len(batch))
-        real_commit(self, engine, batch)
-
-    monkeypatch.setattr(engine_module._GroupCommitter, "_commit", counting_commit)
+    commits = batch_sizes
+    commits.clear()  # count from here: the setup's own write is not under test
     gate = threading.Event()
 
     def leader(connection):
@@ -184,19 +192,12 @@ def test_a_leader_without_the_lock_in_time_fails_alone_and_hands_the_lead_on(
 
 
 def test_a_write_due_sooner_than_the_leader_is_not_held_to_the_leaders_time(
-    sqlite_engine, monkeypatch
+    sqlite_engine, batch_sizes
 ):
     """A batch waits for SQLite's lock on its leader's time. A queued write whose own
     time ends sooner (a send near the end of its budget) is not taken into a batch led
     by a more patient write: it leads the next batch itself, on its own time."""
-    batches: list[int] = []
-    real_commit = engine_module._GroupCommitter._commit
-
-    def recording_commit(self, engine, batch):
-        batches.append(len(batch))
-        real_commit(self, engine, batch)
-
-    monkeypatch.setattr(engine_module._GroupCommitter, "_commit", recording_commit)
+    batches = batch_sizes
     gate = threading.Event()
 
     def held_open(connection):

@@ -347,16 +347,14 @@ class _GroupCommitter:
         have that wait cut to the leader's; it matters only when a process outside
         the writer queue holds SQLite's lock, and such a write fails with a 503.
         """
+        # The leader is always the first queued (`run` and `_lead` hand the lead to
+        # `_pending[0]`), so it heads the batch, whose busy timeout is batch[0]'s.
         batch = [p for p in self._pending if p.deadline >= mine.deadline]
         batch = batch[:GROUP_COMMIT_MAX_BATCH]
-        if mine not in batch:
-            batch = [mine, *batch[: GROUP_COMMIT_MAX_BATCH - 1]]
         taken = set(map(id, batch))
         self._pending = [p for p in self._pending if id(p) not in taken]
         for pending in batch:
             pending.taken = True
-        # The leader first: the batch's busy timeout is read from batch[0].
-        batch.sort(key=lambda p: p is not mine)
         return batch
 
     def _commit(self, engine: Engine, batch: list[_Pending]) -> None:
