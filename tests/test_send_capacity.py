@@ -42,8 +42,10 @@ def test_database_down_is_503_and_nothing_sent(app, send, vonage_api, monkeypatc
     monkeypatch.setattr("app.store.opt_outs.is_opted_out", broken)
     response = send({"to": TO, "text": "Hi"})
     assert response.status_code == 503
+    assert response.content_type == "application/problem+json"
     assert response.json["type"].endswith("dependency-unavailable")
     assert len(vonage_api.calls) == 0
+    assert count_rows(app, "messages") == 0
 
 
 def test_rate_limit_storage_down_fails_closed_with_503(make_app, vonage_api):
