@@ -6,7 +6,7 @@ from datetime import date
 
 from sqlalchemy import Connection, update
 
-from app.store.dialect import upsert
+from app.store import driver
 from app.store.models import DailySendCount
 
 daily_send_counts = DailySendCount.__table__
@@ -14,17 +14,17 @@ daily_send_counts = DailySendCount.__table__
 
 def take_daily_slot(connection: Connection, day: date, limit: int) -> bool:
     """Count one send for `day` unless `limit` is reached; atomic on both backends."""
-    statement = (
-        upsert(connection, daily_send_counts)
-        .values(day=day, count=1)
-        .on_conflict_do_update(
-            index_elements=["day"],
-            set_={"count": daily_send_counts.c.count + 1},
-            where=daily_send_counts.c.count < limit,
-        )
-        .returning(daily_send_counts.c.count)
-    )
-    return connection.execute(statement).first() is not None
+    params = [driver.bind(connection, daily_send_counts, "day", day), limit]
+    return driver.run(connection, _TAKE_DAILY_SLOT, params).fetchone() is not None
+
+
+# Every send runs it (plain SQL on the driver connection, see `app.store.driver`):
+# rebuilt through Core it cost ~0.4 ms of CPU per send.
+_TAKE_DAILY_SLOT = (
+    "INSERT INTO daily_send_counts (day, count) VALUES (?, 1) ON CONFLICT (day) "
+    "DO UPDATE SET count = daily_send_counts.count + 1 WHERE daily_send_counts.count < ? "
+    "RETURNING count"
+)
 
 
 def give_back_daily_slot(connection: Connection, day: date) -> None:

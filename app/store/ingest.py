@@ -14,47 +14,18 @@ SQLAlchemy's own `DBAPIError` (a 503 to the webhook, as before).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table
-from sqlalchemy.exc import DBAPIError
 
 from app.status import ORDER, statuses_below
+from app.store.driver import bind as _bind
+from app.store.driver import run as _run
 from app.store.models import Message, MessageEvent
 
 messages = Message.__table__
 message_events = MessageEvent.__table__
-
-
-def _run(connection: Connection, sql: str, params: Sequence[Any]):
-    """`sql` (written with `?`) on the DBAPI connection; the cursor."""
-    dialect = connection.dialect
-    if dialect.paramstyle != "qmark":
-        sql = _PLACEHOLDERS.get(sql) or _PLACEHOLDERS.setdefault(sql, sql.replace("?", "%s"))
-    try:
-        return connection.connection.dbapi_connection.execute(sql, params)
-    except dialect.loaded_dbapi.Error as error:
-        raise DBAPIError.instance(
-            sql, None, error, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
-        ) from error
-
-
-_PLACEHOLDERS: dict[str, str] = {}
-_PROCESSORS: dict[tuple[str, str, str], Any] = {}
-
-
-def _bind(connection: Connection, table: Table, column: str, value: Any) -> Any:
-    """`value` as SQLAlchemy would send it for `table.column` (JSON encoded, datetime as text…)."""
-    dialect = connection.dialect
-    key = (dialect.name, table.name, column)
-    try:
-        processor = _PROCESSORS[key]
-    except KeyError:
-        column_type = table.c[column].type.dialect_impl(dialect)
-        processor = _PROCESSORS[key] = column_type.bind_processor(dialect)
-    return processor(value) if processor is not None else value
 
 
 _INSERTS: dict[tuple[str, tuple[str, ...]], str] = {}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, bindparam, delete, select
+from sqlalchemy import Connection, delete
 
+from app.store import driver
 from app.store.dialect import upsert, utcnow
 from app.store.models import OptOut
 
@@ -11,11 +12,11 @@ opt_outs = OptOut.__table__
 
 
 def is_opted_out(connection: Connection, number: str) -> bool:
-    return connection.execute(_OPTED_OUT, {"number": number}).first() is not None
+    return driver.run(connection, _OPTED_OUT, [number]).fetchone() is not None
 
 
-# Built once: every send asks, and a rebuilt select is keyed again each time.
-_OPTED_OUT = select(opt_outs.c.number).where(opt_outs.c.number == bindparam("number"))
+# Every send asks: plain SQL on the driver connection (see `app.store.driver`).
+_OPTED_OUT = "SELECT number FROM opt_outs WHERE number = ?"
 
 
 def opt_out(connection: Connection, number: str, message_uuid: str | None) -> bool:
