@@ -103,7 +103,6 @@ class Sender:
                 return self._replays.answer(replay, body_hash, claim)
 
         try:
-            self._refuse_opted_out(request.to)
             message = self._create_message(request, owner, claim, budget)
         except BaseException:
             # Nothing exists yet that Vonage could have: the caller may retry the key.
@@ -111,11 +110,6 @@ class Sender:
                 self._outcomes.release_quietly(claim, budget)
             raise
         return self._deliver(Attempt(message, request, claim, budget))
-
-    def _refuse_opted_out(self, number: str) -> None:
-        with self._engine.connect().execution_options(readonly=True) as connection:
-            if opt_outs.is_opted_out(connection, number):
-                raise OptedOut(number)
 
     def _create_message(
         self, request: SendRequest, owner: str, claim: Claim | None, budget: Budget
@@ -125,6 +119,10 @@ class Sender:
         today = datetime.now(UTC).date()
 
         def create(connection: Connection) -> dict:
+            # The opt-out look-up shares the row's transaction: a read of its own
+            # cost a connection, a BEGIN and a ROLLBACK (~0.07 ms of CPU per send).
+            if opt_outs.is_opted_out(connection, request.to):
+                raise OptedOut(request.to)
             self._take_daily_slot(connection, today)
             row = store.insert_outbound(
                 connection, _outbound_row(message_id, request, owner, config)
