@@ -78,6 +78,19 @@ def test_5xx_that_may_have_sent_is_never_retried(app, send, vonage_api, status):
     assert stored_message(app, response.json["id"])["status"] == "unknown"
 
 
+def test_a_redirect_is_never_followed_and_the_send_is_kept_unknown(app, send, vonage_api):
+    """A POST that may have sent a paid SMS is never sent again elsewhere."""
+    vonage_api.post(
+        MESSAGES_URL, status=307, headers={"Location": "https://elsewhere.example/v1/messages"}
+    )
+
+    response = send({"to": TO, "text": "Hello"})
+
+    assert response.status_code == 502
+    assert len(vonage_api.calls) == 1
+    assert stored_message(app, response.json["id"])["status"] == "unknown"
+
+
 def test_read_timeout_is_504_never_retried_and_kept_unknown(app, send, vonage_api):
     vonage_api.post(MESSAGES_URL, body=requests.ReadTimeout())
 
