@@ -59,6 +59,7 @@ def _build(config: Mapping[str, Any] | Any, sleep: Callable[[float], None]) -> F
     from app.store import engine as store_engine
     from app.vonage_client import build_client
     from app.webhooks import bp as webhooks_bp
+    from app.webhooks.fast_path import WebhookFastPath
 
     settings = config if isinstance(config, Settings) else load_settings(config)
     app = SmsApp(__name__)
@@ -90,6 +91,14 @@ def _build(config: Mapping[str, Any] | Any, sleep: Callable[[float], None]) -> F
     app.register_blueprint(openapi_bp)
     app.register_blueprint(docs.bp)
     cli.register(app)
+    # Outermost: the webhooks' common case is answered before any other layer runs.
+    app.wsgi_app = WebhookFastPath(
+        app.wsgi_app,
+        settings=settings,
+        engine=app.extensions["db"],
+        max_body=MAX_BODY_BYTES,
+        on_request=getattr(app.extensions.get("retention"), "start", None),
+    )
     return app
 
 

@@ -40,7 +40,10 @@ class _ContextFilter(logging.Filter):
     """Adds the request id and scrubs the message and string extras."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = g.get("request_id", "-") if has_request_context() else "-"
+        if has_request_context():
+            record.request_id = g.get("request_id", "-")
+        elif not hasattr(record, "request_id"):  # the webhook fast path passes its own
+            record.request_id = "-"
         message = record.getMessage()
         record.msg, record.args = scrub(message), None
         for name, value in list(vars(record).items()):
@@ -151,36 +154,52 @@ def annotate(**fields) -> None:
     g.setdefault("log_fields", {}).update(fields)
 
 
+def request_id_for(incoming: str | None) -> str:
+    """The id of a request: the caller's X-Request-ID when acceptable, else a new one."""
+    return incoming if incoming and _acceptable_request_id(incoming) else uuid.uuid4().hex
+
+
+def finish_request(
+    method: str, route: str | None, status: int, seconds: float, fields: dict, request_id: str
+) -> None:
+    """The latency sample and the one access line of a finished request (`route`:
+    the matched URL rule, None when nothing matched)."""
+    labels = metrics.request_labels(route, method, status)
+    metrics.REQUEST_LATENCY.labels(*labels).observe(seconds)
+    log.info(
+        "request",
+        extra={
+            "request_id": request_id,
+            "method": method,
+            "route": route or "<unmatched>",
+            "status": status,
+            "duration_ms": round(seconds * 1000, 2),
+            **fields,
+        },
+    )
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     configure_logging(settings)
 
     @app.before_request
     def _start() -> None:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = incoming if _acceptable_request_id(incoming) else uuid.uuid4().hex
+        g.request_id = request_id_for(request.headers.get(REQUEST_ID_HEADER))
         g.started = time.perf_counter()
 
     @app.after_request
     def _finish(response):
-        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "-")
-        started = g.get("started")
-        duration_ms = (time.perf_counter() - started) * 1000 if started else None
-        route = request.url_rule.rule if request.url_rule else "<unmatched>"
-        if duration_ms is not None:
-            labels = metrics.request_labels(
-                request.url_rule.rule if request.url_rule else None,
-                request.method,
-                response.status_code,
-            )
-            metrics.REQUEST_LATENCY.labels(*labels).observe(duration_ms / 1000)
-        log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "route": route,
-                "status": response.status_code,
-                "duration_ms": round(duration_ms, 2) if duration_ms is not None else None,
-                **g.get("log_fields", {}),
-            },
+        request_id = g.get("request_id", "-")
+        response.headers[REQUEST_ID_HEADER] = request_id
+        # `_start` runs first of every hook; the default is only for a request it never saw.
+        started = g.get("started") or time.perf_counter()
+        route = request.url_rule.rule if request.url_rule else None
+        finish_request(
+            request.method,
+            route,
+            response.status_code,
+            time.perf_counter() - started,
+            g.get("log_fields", {}),
+            request_id,
         )
         return response

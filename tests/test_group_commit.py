@@ -226,3 +226,35 @@ def test_a_write_due_sooner_than_the_leader_is_not_held_to_the_leaders_time(
     }
     assert batches == [1, 1, 1]
     assert names(sqlite_engine) == ["first", "hurried", "patient"]
+
+
+def test_a_batch_without_failures_runs_without_savepoints(sqlite_engine, batch_sizes):
+    """Savepoints cost two statements a write while every other worker waits for the
+    lock: a batch takes them only when one of its writes has failed."""
+    from sqlalchemy import event
+
+    statements: list[str] = []
+    event.listen(sqlite_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    gate = threading.Event()
+
+    def leader(connection):
+        gate.wait(5)
+        return insert("first")(connection)
+
+    outcomes: dict[str, object] = {}
+    threads = [submit_in_thread(sqlite_engine, leader, outcomes, "first")]
+    while not batch_sizes:
+        time.sleep(0.001)
+    threads += [
+        submit_in_thread(sqlite_engine, insert(f"w{i}"), outcomes, f"w{i}") for i in range(5)
+    ]
+    committer = engine_module._committers[sqlite_engine]
+    while len(committer._pending) < 5:
+        time.sleep(0.001)
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert batch_sizes == [1, 5]
+    assert all(outcomes[f"w{i}"] == f"stored w{i}" for i in range(5))
+    assert not [sql for sql in statements if "SAVEPOINT" in sql]
+    assert names(sqlite_engine) == sorted(["first", *(f"w{i}" for i in range(5))])

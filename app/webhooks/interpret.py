@@ -98,7 +98,8 @@ def decode(body: bytes) -> Any:
             parse_int=_bounded_int,
             parse_float=_finite_float,
         )
-        return _without_lone_surrogates(value)
+        # Only a `\u` escape can carry a lone surrogate (UTF-8 cannot encode one).
+        return _without_lone_surrogates(value) if "\\u" in text else value
     except ValueError:
         raise NotJson("the body is not valid JSON") from None
     except RecursionError:

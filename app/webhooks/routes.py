@@ -20,11 +20,11 @@ from werkzeug.exceptions import HTTPException
 
 from app import metrics
 from app.errors import Problem
-from app.extensions import settings, write_grouped
+from app.extensions import engine, settings, write_grouped
 from app.failures import DependencyUnavailable
 from app.observability import annotate
-from app.sms import mask_number
-from app.webhooks import dead_letters, events, interpret
+from app.webhooks import dead_letters, intake, interpret
+from app.webhooks.fast_path import STORAGE_FAILED
 from app.webhooks.signature import (
     InvalidSignature,
     MissingSignature,
@@ -112,39 +112,24 @@ def _keep_dead_letter(letter: interpret.DeadLetter):
     return jsonify(status="ok", duplicate=not stored, dead_letter=True)
 
 
+def _receive(kind: str):
+    event = _interpret(kind)
+    if isinstance(event, interpret.DeadLetter):
+        return _keep_dead_letter(event)
+    with _storage_failure_answered():
+        failed = request.environ.get(STORAGE_FAILED)
+        if failed is not None:
+            raise failed  # the fast path's attempt failed: that is the answer, not a retry
+        new, fields = intake.store(engine(), event, routing_days=settings().reply_routing_days)
+    annotate(**fields)
+    return jsonify(intake.answer(new))
+
+
 @bp.post("/inbound")
 def inbound():
-    message = _interpret(interpret.INBOUND)
-    if isinstance(message, interpret.DeadLetter):
-        return _keep_dead_letter(message)
-    message = message.parsed
-    days = settings().reply_routing_days
-    with _storage_failure_answered():
-        stored = write_grouped(
-            lambda connection: events.store_inbound(connection, message, routing_days=days)
-        )
-    stored.count()
-    _count("stored" if stored else "duplicate")
-    annotate(
-        message_uuid=message["message_uuid"],
-        channel=message["channel"],
-        sender=mask_number(message["from_number"]),
-        duplicate=not stored,
-    )
-    return jsonify(status="ok", duplicate=not stored)
+    return _receive(interpret.INBOUND)
 
 
 @bp.post("/status")
 def status():
-    event = _interpret(interpret.STATUS)
-    if isinstance(event, interpret.DeadLetter):
-        return _keep_dead_letter(event)
-    event = event.parsed
-    with _storage_failure_answered():
-        stored = write_grouped(lambda connection: events.store_status(connection, event))
-    stored.count()
-    _count("stored" if stored else "duplicate")
-    annotate(
-        message_uuid=event["message_uuid"], message_status=event["status"], duplicate=not stored
-    )
-    return jsonify(status="ok", duplicate=not stored)
+    return _receive(interpret.STATUS)
