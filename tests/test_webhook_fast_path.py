@@ -252,4 +252,7 @@ def test_a_request_to_the_fast_path_starts_the_retention_sweeper(make_app):
         assert _post(app.test_client(), "/webhooks/inbound", inbound_payload()).status_code == 200
         assert sweeper._thread is not None
     finally:
+        # Its first sweep runs at once: let it finish before the next test empties the tables.
         sweeper.stopped.set()
+        if sweeper._thread is not None:
+            sweeper._thread.join(10)

@@ -16,16 +16,17 @@ One event row is written per receiving key (its `webhook-id`), and one
 delivery per subscription that takes the event's type.
 
 Most webhooks have no receiver at all (no key sent to that number, no `scope:
-all` subscription): one cheap statement in the same transaction says so first,
-and only a webhook that may have one takes the full look-ups. The check reads
-the same rows the look-ups would, so it never skips an event they would write.
+all` subscription): a cheap check in the same transaction says so first (for
+an inbound message, inside the very statement that stores it), and only a
+webhook that may have one takes the full look-ups. The check reads the same
+rows the look-ups would, so it never skips an event they would write.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
@@ -42,17 +43,21 @@ OPTED_IN = "contact.opted_in"
 EVENT_TYPES = (MESSAGE_RECEIVED, MESSAGE_STATUS, OPTED_OUT, OPTED_IN)
 
 
-def message_received(connection: Connection, inbound: dict[str, Any], *, routing_days: int) -> int:
+def reply_window_start(routing_days: int) -> datetime:
+    """Sends since this moment route a reply (`routing_days`: `REPLY_ROUTING_DAYS`)."""
+    return utcnow() - timedelta(days=routing_days)
+
+
+def message_received(connection: Connection, inbound: dict[str, Any], *, since: datetime) -> int:
     """After an inbound message is stored: `message.received` for its receivers.
 
     `inbound` needs its `message_uuid` and `from_number`; the stored row is read
     back (only when someone receives the event) so `data` is what the API shows.
-    `routing_days` is `REPLY_ROUTING_DAYS`.
+    `since` is `reply_window_start()`. The caller has checked already, in the
+    statement that stored the message, that the reply can have a receiver
+    (`ingest.insert_inbound_reply`), so there is no check of its own here.
     """
     now = utcnow()
-    since = now - timedelta(days=routing_days)
-    if not ingest.reply_has_receivers(connection, inbound["from_number"], since):
-        return 0
     owner = store.reply_owner(connection, inbound["from_number"], since)
 
     def data() -> dict[str, Any]:

@@ -241,7 +241,9 @@ BUSY_TIMEOUT_SLACK_MS = 250
 def _busy_timeout(connection: Connection, seconds: float) -> Iterator[None]:
     """SQLite's own wait for a lock held outside the queue, bounded by `seconds`."""
     milliseconds = min(max(1, int(seconds * 1000)), SQLITE_BUSY_TIMEOUT_MS)
-    if milliseconds >= SQLITE_BUSY_TIMEOUT_MS - BUSY_TIMEOUT_SLACK_MS:
+    if connection.dialect.name != "sqlite" or (
+        milliseconds >= SQLITE_BUSY_TIMEOUT_MS - BUSY_TIMEOUT_SLACK_MS
+    ):
         # Close enough to the connection's own: two PRAGMA round trips per batch
         # cost more than the quarter second a write might then wait past its time
         # (only ever while a process outside the writer queue holds SQLite's lock).
@@ -279,11 +281,12 @@ class _Pending:
 class _GroupCommitter:
     """Concurrent writes of one worker share one transaction and one fsync.
 
-    The first writer to arrive leads: it takes the write lock, then runs every
-    write queued so far in one `BEGIN IMMEDIATE ... COMMIT`, each in its own
-    savepoint (one failing write is rolled back alone and fails only its own
-    request), and wakes each waiter with its own result once the commit is
-    durable. Writes that queued meanwhile are led by the first of them. No
+    The first writer to arrive leads: it takes the write lock (SQLite's; a
+    server has none to take), then runs every write queued so far in one
+    transaction, and wakes each waiter with its own result once the commit is
+    durable. If one write fails, the batch runs again with each write in its
+    own savepoint, so the failing one is rolled back alone and fails only its
+    own request. Writes that queued meanwhile are led by the first of them. No
     waiter is answered before the commit that holds its write, so each
     request is as durable as with a transaction of its own; across workers
     the write lock changes hands once per batch instead of once per write.
@@ -411,18 +414,30 @@ def grouped_write(
     """`work(connection)` committed durably, sharing its commit with concurrent writes.
 
     Returns what `work` returned, or raises what it raised (its changes rolled
-    back) or what the commit raised. On SQLite files writes of one worker are
-    batched (see `_GroupCommitter`); elsewhere `work` gets a transaction of its own.
-    `timeout` bounds the wait for the write lock, as in `write_transaction`.
-    `work` may run on another request's thread: it must use only its arguments.
+    back) or what the commit raised. Writes of one worker are batched (see
+    `_GroupCommitter`): on SQLite files every write; on PostgreSQL the writes
+    without a `timeout` (webhooks), since a send's writes take row locks (the
+    daily count) that a shared transaction would hold for its whole batch.
+    Elsewhere `work` gets a transaction of its own. `timeout` bounds the wait
+    for the write lock, as in `write_transaction`. `work` may run on another
+    request's thread: it must use only its arguments.
     """
-    database = engine.url.database if engine.dialect.name == "sqlite" else None
-    if not database or database == ":memory:":
+    sqlite = engine.dialect.name == "sqlite"
+    database = engine.url.database if sqlite else None
+    if (sqlite and database in (None, "", ":memory:")) or (not sqlite and timeout is not None):
         with write_transaction(engine, timeout) as connection:
             return work(connection)
     committer = _committers.get(engine)
     if committer is None:
-        queue = _writer_queue(database)
+        queue = _writer_queue(database) if sqlite else _ServerQueue()
         with _writer_queues_lock:
             committer = _committers.setdefault(engine, _GroupCommitter(queue))
     return committer.run(engine, work, WRITER_QUEUE_TIMEOUT_SECONDS if timeout is None else timeout)
+
+
+class _ServerQueue:
+    """A database server (PostgreSQL) takes concurrent writers itself: no lock to queue for."""
+
+    @contextmanager
+    def held(self, _timeout: float) -> Iterator[None]:
+        yield

@@ -121,12 +121,14 @@ def settle_abandoned(
     return settled
 
 
-def insert_inbound(connection: Connection, row: dict[str, Any]) -> bool:
-    """True when stored; False when Vonage re-delivered a message we already have."""
+def insert_inbound(connection: Connection, row: dict[str, Any], *, since: datetime) -> bool | None:
+    """None when Vonage re-delivered a message we already have; else whether a reply
+    from its sender can have a receiver (a key that sent to it since `since`, or a
+    `scope: all` subscription), checked in the same statement."""
     now = utcnow()
     values = {**row, "direction": "inbound", "status": "received"}
     values["created_at"] = values["updated_at"] = now
-    return ingest.insert_inbound(connection, values)
+    return ingest.insert_inbound_reply(connection, values, since)
 
 
 def insert_event(connection: Connection, event: dict[str, Any]) -> str | None:

@@ -200,9 +200,12 @@ def store_inbound(connection: Connection, message: dict[str, Any], *, routing_da
     number's SMS.
     """
     row = {k: v for k, v in message.items() if k not in ("keyword", "sent_at")}
-    if not store.insert_inbound(connection, row):
+    since = outbox.reply_window_start(routing_days)
+    receivers = store.insert_inbound(connection, row, since=since)
+    if receivers is None:
         return Stored(False)
-    outbox.message_received(connection, row, routing_days=routing_days)
+    if receivers:
+        outbox.message_received(connection, row, since=since)
     change = record_opt_out_change(connection, message) if message["channel"] == SMS else None
     return Stored(True, opt_out_change=change)
 

@@ -117,13 +117,18 @@ def test_advance_moves_forward_only_and_links_the_uuid_by_client_ref(connection)
     assert (row.price, row.segments) == ("0.05", 3)
 
 
+def reply_has_receivers(connection, number, since):
+    """What storing an inbound message from `number` says of its reply's receivers."""
+    return ingest.insert_inbound_reply(connection, inbound_row(from_number=number), since)
+
+
 def test_receiver_checks_see_owners_in_the_window_and_enabled_broadcasts(connection):
     sent = inbound_row(direction="outbound", status="submitted", owner="key-a", created_at=NOW)
-    assert not ingest.reply_has_receivers(connection, sent["to_number"], NOW)
+    assert reply_has_receivers(connection, sent["to_number"], NOW) is False
     assert not ingest.status_has_receivers(connection, sent["message_uuid"], None)
     connection.execute(messages.insert().values(**sent))
-    assert ingest.reply_has_receivers(connection, sent["to_number"], NOW)
-    assert not ingest.reply_has_receivers(connection, sent["to_number"], ON_THE_SECOND)
+    assert reply_has_receivers(connection, sent["to_number"], NOW) is True
+    assert reply_has_receivers(connection, sent["to_number"], ON_THE_SECOND) is False
     assert ingest.status_has_receivers(connection, sent["message_uuid"], None)
     assert ingest.status_has_receivers(connection, "unlinked", sent["id"])
     assert not ingest.status_has_receivers(connection, "other", None)
@@ -141,7 +146,13 @@ def test_receiver_checks_see_owners_in_the_window_and_enabled_broadcasts(connect
     assert not ingest.status_has_receivers(connection, "other", None)
     connection.execute(subscriptions.update().values(disabled_at=None))
     assert ingest.status_has_receivers(connection, "other", None)
-    assert ingest.reply_has_receivers(connection, "14155550111", NOW + timedelta(days=1))
+    assert reply_has_receivers(connection, "14155550111", NOW + timedelta(days=1)) is True
+
+
+def test_an_inbound_message_stored_twice_says_so_whatever_its_receivers(connection):
+    row = inbound_row()
+    assert ingest.insert_inbound_reply(connection, row, NOW) is False
+    assert ingest.insert_inbound_reply(connection, {**row, "id": str(uuid.uuid4())}, NOW) is None
 
 
 def test_a_driver_error_is_raised_as_sqlalchemys_so_the_webhook_answers_503():

@@ -33,6 +33,7 @@ def outbound(connection, to: str = THEM, **extra) -> dict:
 
 
 def inbound(connection, sender: str = THEM, message_uuid: str | None = None) -> bool:
+    """True when stored, False for a redelivery."""
     row = {
         "id": str(uuid.uuid4()),
         "message_uuid": message_uuid or str(uuid.uuid4()),
@@ -43,7 +44,7 @@ def inbound(connection, sender: str = THEM, message_uuid: str | None = None) -> 
         "encoding": "GSM-7",
         "channel": "sms",
     }
-    return messages.insert_inbound(connection, row)
+    return messages.insert_inbound(connection, row, since=SENT_AT) is not None
 
 
 def event(message_uuid: str, status: str, minute: int = 0, **extra) -> dict:
