@@ -41,6 +41,8 @@ MAX_HEAD_BYTES = 64 * 1024
 _RECV_BYTES = 64 * 1024
 _HEAD_END = b"\r\n\r\n"
 _MAX_CHUNK_LINE_BYTES = 1024
+_MAX_LENGTH_DIGITS = 12
+_TOO_LARGE = 1 << 62
 _CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[^\r\n]*)?")
 _HEADER = re.compile(rb"^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$")
 
@@ -95,7 +97,9 @@ def _framing(head: bytes) -> tuple[int | None, bool]:
         if name == b"transfer-encoding":
             chunked = chunked or b"chunked" in value.lower()
         elif name == b"content-length" and value.isdigit():
-            length = int(value)
+            # Python refuses to read over 4 300 digits (a ValueError that ended the
+            # worker); anything over a dozen is far beyond any body limit anyway.
+            length = int(value) if len(value) <= _MAX_LENGTH_DIGITS else _TOO_LARGE
     return (None if chunked else length), chunked
 
 
@@ -184,7 +188,7 @@ class BufferingThreadWorker(ThreadWorker):
         read_ahead = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
         pending = _Pending(conn, read_ahead, time.monotonic() + REQUEST_READ_TIMEOUT_SECONDS)
         conn.sock.setblocking(False)
-        if read_ahead and self._try_dispatch(pending):
+        if read_ahead and self._dispatch_safely(pending):
             return
         self.arriving.append(pending)
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_bytes, pending))
@@ -201,7 +205,17 @@ class BufferingThreadWorker(ThreadWorker):
             self._drop(pending)
             return
         pending.data += chunk
-        self._try_dispatch(pending)
+        self._dispatch_safely(pending)
+
+    def _dispatch_safely(self, pending: _Pending) -> bool:
+        """`_try_dispatch`, but one connection's bad bytes never end the worker and
+        every request it holds: that connection alone is closed."""
+        try:
+            return self._try_dispatch(pending)
+        except Exception:
+            self.log.exception("Dropped a request the worker could not frame")
+            self._drop(pending)
+            return True
 
     def _try_dispatch(self, pending: _Pending) -> bool:
         """Hand a complete request to the pool, or refuse it; False while incomplete."""

@@ -114,3 +114,14 @@ def test_a_malformed_chunked_body_is_refused_400(body):
 def test_chunk_sizes_with_extensions_and_upper_case_hex_are_read():
     request = CHUNKED + b"A;name=value\r\n" + b"x" * 10 + b"\r\n0\r\n\r\n"
     assert _request_end_within(request) == len(request)
+
+
+def test_a_content_length_of_thousands_of_digits_is_refused_not_a_crash():
+    """Python refuses to read over 4 300 digits as a number: that ValueError escaped the
+    worker's event loop and ended the worker with every request it held."""
+    from app.buffering_worker import Refused, request_end
+
+    head = b"POST /webhooks/inbound HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"9" * 5000
+    with pytest.raises(Refused) as refused:
+        request_end(head + b"\r\n\r\n")
+    assert refused.value.status == 413

@@ -277,7 +277,8 @@ def test_on_either_database_queued_writes_share_a_transaction_and_fail_alone(
     any_engine, batch_sizes
 ):
     """PostgreSQL too: one transaction (one WAL flush, two round trips fewer) per batch
-    of webhook writes, each write still answered only once its batch has committed."""
+    of webhook writes, each write still answered only once its batch has committed.
+    The duplicate key fails alone: the others run again, each in its own transaction."""
     grouped_write(any_engine, insert("taken"))
     batch_sizes.clear()
     gate = threading.Event()
@@ -287,10 +288,13 @@ def test_on_either_database_queued_writes_share_a_transaction_and_fail_alone(
         return insert("first")(connection)
 
     outcomes: dict[str, object] = {}
-    threads = [submit_in_thread(any_engine, leader, outcomes, "first")]
+    threads = [submit_in_thread(any_engine, leader, outcomes, "first", batch_on_server=True)]
     wait_until(lambda: batch_sizes, "the first write leads a batch")
     followers = ["a", "b", "taken", "c"]
-    threads += [submit_in_thread(any_engine, insert(name), outcomes, name) for name in followers]
+    threads += [
+        submit_in_thread(any_engine, insert(name), outcomes, name, batch_on_server=True)
+        for name in followers
+    ]
     committer = engine_module._committers.get(any_engine)
     assert committer is not None, "no group committer for this database"
     wait_until(lambda: len(committer._pending) == len(followers), "the others queue behind it")
@@ -305,16 +309,20 @@ def test_on_either_database_queued_writes_share_a_transaction_and_fail_alone(
     assert names(any_engine) == ["a", "b", "c", "first", "taken"]
 
 
-def test_on_postgresql_a_write_with_a_budget_keeps_a_transaction_of_its_own(
+def test_on_postgresql_a_write_not_marked_for_batching_keeps_a_transaction_of_its_own(
     any_engine, batch_sizes
 ):
-    """A send's writes take row locks (the daily count) that a shared transaction
-    would hold for its whole batch, and answer within their own budget."""
+    """A send's writes take row locks (the daily count, an idempotency key) that a
+    shared transaction would hold for its whole batch: on a server only the writes
+    marked `batch_on_server` (webhooks) share one, with or without a budget."""
     if any_engine.dialect.name == "sqlite":
         pytest.skip("SQLite batches every write of a worker")
+    assert grouped_write(any_engine, insert("claim")) == "stored claim"
     assert grouped_write(any_engine, insert("send"), timeout=2.0) == "stored send"
     assert batch_sizes == []
-    assert names(any_engine) == ["send"]
+    assert grouped_write(any_engine, insert("webhook"), batch_on_server=True) == "stored webhook"
+    assert batch_sizes == [1]
+    assert names(any_engine) == ["claim", "send", "webhook"]
 
 
 def wait_until(condition, what: str, seconds: float = 5.0) -> None:
@@ -322,3 +330,87 @@ def wait_until(condition, what: str, seconds: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting: {what}"
         time.sleep(0.001)
+
+
+def test_a_batch_waits_for_a_foreign_sqlite_lock_at_most_its_time_once(sqlite_engine):
+    """A process outside the writer queue (a CLI, a backup, the sqlite3 shell) holds
+    SQLite's lock: the batch fails once its time is up, and is not run again to wait
+    a second time (a webhook's 10 s would become 20 s before its 503)."""
+    import sqlite3
+
+    foreign = sqlite3.connect(sqlite_engine.url.database, isolation_level=None)
+    foreign.execute("BEGIN IMMEDIATE")
+    ran: list[str] = []
+
+    def recorded(name):
+        def work(connection):
+            ran.append(name)
+            return insert(name)(connection)
+
+        return work
+
+    try:
+        committer = engine_module._GroupCommitter(engine_module._ServerQueue())
+        deadline = time.monotonic() + 0.5
+        batch = [engine_module._Pending(recorded(n), deadline) for n in ("a", "b")]
+        started = time.monotonic()
+        with pytest.raises(Exception, match="locked"):
+            committer._commit(sqlite_engine, batch)
+        elapsed = time.monotonic() - started
+    finally:
+        foreign.rollback()
+        foreign.close()
+    assert ran == []
+    assert elapsed < 0.9, f"waited {elapsed:.2f} s for a 0.5 s budget"
+    assert names(sqlite_engine) == []
+
+
+def test_on_postgresql_batches_of_two_workers_over_the_same_rows_all_end_stored(any_engine):
+    """Two workers' batches update rows X and Y in opposite orders: PostgreSQL breaks
+    the lock cycle by failing one batch, whose writes then run again one transaction
+    each (one row lock at a time cannot deadlock). Every write ends stored once."""
+    if any_engine.dialect.name == "sqlite":
+        pytest.skip("one writer at a time on SQLite: no lock cycle")
+    with any_engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE items ADD COLUMN hits INTEGER DEFAULT 0")
+        connection.exec_driver_sql("INSERT INTO items (name) VALUES ('x'), ('y')")
+    barrier = threading.Barrier(2)
+    met: list[int] = []
+
+    def touch(name):
+        def work(connection):
+            connection.execute(
+                text("UPDATE items SET hits = hits + 1 WHERE name = :name"), {"name": name}
+            )
+            return name
+
+        return work
+
+    def meet(connection):
+        if len(met) < 2:  # only the first attempt of each batch waits for the other
+            met.append(1)
+            barrier.wait(5)
+
+    engines = [build_engine(any_engine.url.render_as_string(hide_password=False)) for _ in "ab"]
+    batches = [[touch("x"), meet, touch("y")], [touch("y"), meet, touch("x")]]
+    outcomes: list[list] = []
+
+    def worker(engine, works):
+        committer = engine_module._GroupCommitter(engine_module._ServerQueue())
+        batch = [engine_module._Pending(work, time.monotonic() + 10) for work in works]
+        committer._commit(engine, batch)
+        outcomes.append([pending.error for pending in batch])
+
+    threads = [
+        threading.Thread(target=worker, args=pair) for pair in zip(engines, batches, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    for engine in engines:
+        engine.dispose()
+    assert outcomes == [[None, None, None], [None, None, None]]
+    with any_engine.connect() as connection:
+        hits = dict(connection.execute(text("SELECT name, hits FROM items")).all())
+    assert hits == {"x": 2, "y": 2}

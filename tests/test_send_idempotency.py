@@ -195,3 +195,24 @@ def test_opted_out_with_a_key_releases_it(app, send, vonage_api):
     assert response.status_code == 422
     assert count_rows(app, "idempotency_keys") == 0
     assert len(vonage_api.calls) == 0
+
+
+def test_on_postgresql_a_send_never_shares_a_webhook_batch(app, send, vonage_api, monkeypatch):
+    """A send's writes (the Idempotency-Key claim included) take locks that a shared
+    transaction would hold for its whole batch: on PostgreSQL they keep their own."""
+    from app.store import engine as engine_module
+
+    if app.extensions["db"].dialect.name != "postgresql":
+        pytest.skip("SQLite batches every write of a worker")
+    batched = []
+    real = engine_module._GroupCommitter._commit
+
+    def recording(self, engine, batch):
+        batched.append(len(batch))
+        return real(self, engine, batch)
+
+    monkeypatch.setattr(engine_module._GroupCommitter, "_commit", recording)
+    accepted(vonage_api)
+    response = send({"to": TO, "text": "hi"}, headers={"Idempotency-Key": "claim-1"})
+    assert response.status_code == 202
+    assert batched == []

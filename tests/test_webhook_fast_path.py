@@ -8,6 +8,7 @@ answer, the request must reach the blueprint with its body intact.
 
 import json
 import logging
+import time
 import uuid
 
 import pytest
@@ -256,3 +257,87 @@ def test_a_request_to_the_fast_path_starts_the_retention_sweeper(make_app):
         sweeper.stopped.set()
         if sweeper._thread is not None:
             sweeper._thread.join(10)
+
+
+def _wsgi(app, raw: bytes, *, full_stack: bool, **environ_extra):
+    """`raw` posted straight into the WSGI app, as a server other than gunicorn would."""
+    import io
+
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/webhooks/inbound",
+        "SCRIPT_NAME": "",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(raw),
+        "wsgi.errors": io.StringIO(),
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(raw)),
+        "HTTP_AUTHORIZATION": signed_headers(raw)["Authorization"],
+        **environ_extra,
+    }
+    if full_stack:
+        environ[FULL_STACK] = True
+    answer = {}
+
+    def start_response(status, headers, exc_info=None):
+        answer["status"], answer["headers"] = status, dict(headers)
+
+    body = b"".join(app.wsgi_app(environ, start_response))
+    return answer["status"], answer["headers"], body
+
+
+@pytest.mark.parametrize("full_stack", [False, True], ids=["fast", "full"])
+def test_a_content_length_of_5000_digits_is_answered_not_raised(app, full_stack):
+    """Python refuses to read over 4 300 digits as a number: not a crash of the app."""
+    raw = json.dumps(inbound_payload()).encode()
+    status, headers, _ = _wsgi(app, raw, full_stack=full_stack, CONTENT_LENGTH="0" * 4999 + "5")
+    assert headers["Content-Type"] == "application/problem+json", status
+    assert count_rows(app, "messages") == 0
+
+
+@pytest.mark.parametrize("full_stack", [False, True], ids=["fast", "full"])
+def test_an_unexpected_error_while_storing_is_a_500_problem_not_a_server_page(
+    app, monkeypatch, full_stack
+):
+    app.config["TESTING"] = False  # as in production: errors are rendered, not raised
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(intake.events, "store_inbound", broken)
+    raw = json.dumps(inbound_payload()).encode()
+    status, headers, _ = _wsgi(app, raw, full_stack=full_stack)
+    assert (status[:3], headers["Content-Type"]) == ("500", "application/problem+json")
+    assert calls == [1]  # answered, not tried again
+
+
+@pytest.mark.parametrize("full_stack", [False, True], ids=["fast", "full"])
+def test_a_503_after_a_slow_storage_failure_reports_its_real_duration(
+    app, client, monkeypatch, caplog, full_stack
+):
+    """The wait for a locked database is in the access line and the latency histogram,
+    though on the fast path it is spent before Flask's own clock starts."""
+    from sqlalchemy.exc import OperationalError
+
+    def locked(*args, **kwargs):
+        time.sleep(0.3)
+        raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(intake, "store", locked)
+    caplog.set_level(logging.INFO, logger="app.access")
+    labels = {"route": "/webhooks/inbound", "method": "POST", "status": "503"}
+    before = _sample("http_request_duration_seconds_sum", **labels)
+    response = _post(client, "/webhooks/inbound", inbound_payload(), full_stack=full_stack)
+    assert response.status_code == 503
+    (record,) = [r for r in caplog.records if r.getMessage() == "request"]
+    assert record.duration_ms >= 300
+    assert _sample("http_request_duration_seconds_sum", **labels) - before >= 0.3

@@ -16,9 +16,9 @@ One event row is written per receiving key (its `webhook-id`), and one
 delivery per subscription that takes the event's type.
 
 Most webhooks have no receiver at all (no key sent to that number, no `scope:
-all` subscription): a cheap check in the same transaction says so first (for
-an inbound message, inside the very statement that stores it), and only a
-webhook that may have one takes the full look-ups. The check reads the same
+all` subscription): a cheap check inside the very statement that stores the
+message or the status event says so, and only a webhook that may have one
+takes the full look-ups. The check reads the same
 rows the look-ups would, so it never skips an event they would write.
 """
 
@@ -32,7 +32,6 @@ from typing import Any
 from sqlalchemy import Connection
 
 from app.api.serializers import event_json, iso, known_only_by_events, message_json
-from app.store import ingest
 from app.store import outbox as store
 from app.store.dialect import utcnow
 
@@ -67,11 +66,13 @@ def message_received(connection: Connection, inbound: dict[str, Any], *, since: 
 
 
 def message_status(connection: Connection, status_event: dict[str, Any]) -> int:
-    """After a new status event is stored: a `message.status` event for the sending key."""
+    """After a new status event is stored: a `message.status` event for the sending key.
+
+    The caller has checked already, in the statement that stored the event, that it
+    can have a receiver (`ingest.insert_status_event`), so there is no check here.
+    """
     now = utcnow()
     client_ref = status_event.get("client_ref")
-    if not ingest.status_has_receivers(connection, status_event["message_uuid"], client_ref):
-        return 0
     message = store.message_for_status(connection, status_event["message_uuid"], client_ref)
     owner = message.get("owner") if message else None
 

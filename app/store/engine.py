@@ -284,11 +284,11 @@ class _GroupCommitter:
     The first writer to arrive leads: it takes the write lock (SQLite's; a
     server has none to take), then runs every write queued so far in one
     transaction, and wakes each waiter with its own result once the commit is
-    durable. If one write fails, the batch runs again with each write in its
-    own savepoint, so the failing one is rolled back alone and fails only its
-    own request. Writes that queued meanwhile are led by the first of them. No
-    waiter is answered before the commit that holds its write, so each
-    request is as durable as with a transaction of its own; across workers
+    durable. If one write fails, each write of the batch runs again in a
+    transaction of its own, so the failing one fails only its own request.
+    Writes that queued meanwhile are led by the first of them. No waiter is
+    answered before the commit that holds its write, so each request is as
+    durable as with a transaction of its own; across workers
     the write lock changes hands once per batch instead of once per write.
 
     Each write waits for the lock at most its own `timeout` (a send answers
@@ -374,28 +374,31 @@ class _GroupCommitter:
         """The batch in one transaction; the caller holds the write lock."""
         seconds = max(LEAD_FLOOR_SECONDS, batch[0].deadline - time.monotonic())
         with engine.connect() as connection, _busy_timeout(connection, seconds):
+            failed: list[_Pending] = []
             try:
-                # Optimistic: writes rarely fail, and a savepoint per write costs two
-                # more statements each while every other worker waits for the lock.
                 with connection.begin():
                     for pending in batch:
-                        pending.result = pending.work(connection)
+                        try:
+                            pending.result = pending.work(connection)
+                        except Exception:
+                            failed.append(pending)
+                            raise
                 return
             except Exception:
-                if len(batch) == 1:
+                # The database itself failed (no lock in time, a broken COMMIT): the
+                # whole batch fails, at once, never after a second wait.
+                if len(batch) == 1 or not failed:
                     raise
-            # One write failed and took the others back with it: again, each in a
-            # savepoint of its own, so only the failing one fails.
-            with connection.begin():
-                for pending in batch:
-                    # Plain SQL: SQLAlchemy's savepoint objects compile anew each time.
-                    connection.exec_driver_sql("SAVEPOINT grouped_write")
-                    try:
+            # One write failed and took the others back with it: each again in a
+            # transaction of its own, so only the failing one fails, and on a server
+            # no two writes of the batch hold row locks together (two workers'
+            # batches over the same messages can deadlock; single writes cannot).
+            for pending in batch:
+                try:
+                    with connection.begin():
                         pending.result = pending.work(connection)
-                    except Exception as error:  # noqa: BLE001 - handed to its own request
-                        connection.exec_driver_sql("ROLLBACK TO SAVEPOINT grouped_write")
-                        pending.error = error
-                    connection.exec_driver_sql("RELEASE SAVEPOINT grouped_write")
+                except Exception as error:  # noqa: BLE001 - handed to its own request
+                    pending.error = error
 
 
 def _outcome(pending: _Pending) -> Any:
@@ -409,22 +412,26 @@ _committers: weakref.WeakKeyDictionary[Engine, _GroupCommitter] = weakref.WeakKe
 
 
 def grouped_write(
-    engine: Engine, work: Callable[[Connection], Any], timeout: float | None = None
+    engine: Engine,
+    work: Callable[[Connection], Any],
+    timeout: float | None = None,
+    *,
+    batch_on_server: bool = False,
 ) -> Any:
     """`work(connection)` committed durably, sharing its commit with concurrent writes.
 
     Returns what `work` returned, or raises what it raised (its changes rolled
     back) or what the commit raised. Writes of one worker are batched (see
-    `_GroupCommitter`): on SQLite files every write; on PostgreSQL the writes
-    without a `timeout` (webhooks), since a send's writes take row locks (the
-    daily count) that a shared transaction would hold for its whole batch.
-    Elsewhere `work` gets a transaction of its own. `timeout` bounds the wait
+    `_GroupCommitter`): on SQLite files every write; on PostgreSQL only those
+    marked `batch_on_server` (webhooks), since a send's writes take row locks
+    (the daily count, an idempotency key) that a shared transaction would hold
+    for its whole batch. Elsewhere `work` gets a transaction of its own. `timeout` bounds the wait
     for the write lock, as in `write_transaction`. `work` may run on another
     request's thread: it must use only its arguments.
     """
     sqlite = engine.dialect.name == "sqlite"
     database = engine.url.database if sqlite else None
-    if (sqlite and database in (None, "", ":memory:")) or (not sqlite and timeout is not None):
+    if (sqlite and database in (None, "", ":memory:")) or (not sqlite and not batch_on_server):
         with write_transaction(engine, timeout) as connection:
             return work(connection)
     committer = _committers.get(engine)

@@ -73,12 +73,20 @@ def insert_inbound_reply(
     return None if returned is None else bool(returned[1])
 
 
-def insert_status_event(connection: Connection, values: dict[str, Any]) -> bool:
-    """The status event row; False when the same (uuid, status, timestamp) is stored."""
+def insert_status_event(connection: Connection, values: dict[str, Any]) -> bool | None:
+    """The status event row and, in the same statement, whether the event can have a
+    receiver (`_status_receivers`): None when the same (uuid, status, timestamp) is
+    stored already. One statement fewer while the write lock is held."""
+    client_ref = values.get("client_ref") or None
     returned = _insert_returning(
-        connection, message_events, values, "message_uuid, status, timestamp", "id"
+        connection,
+        message_events,
+        values,
+        "message_uuid, status, timestamp",
+        f"id, ({_status_receivers(client_ref)})",
+        _target_params(values["message_uuid"], client_ref),
     )
-    return returned is not None
+    return None if returned is None else bool(returned[1])
 
 
 # The message a status event is about: the one with its uuid or, not yet linked,
@@ -148,23 +156,26 @@ def record_billing(
     _run(connection, sql, params)
 
 
-_BROADCAST = "EXISTS (SELECT 1 FROM subscriptions WHERE disabled_at IS NULL AND scope = 'all')"
+_BROADCAST = (
+    "EXISTS (SELECT 1 FROM subscriptions s WHERE s.disabled_at IS NULL AND s.scope = 'all')"
+)
+# Aliased: these run in the RETURNING clause of an insert into `messages` or
+# `message_events`, whose own columns must not be what the names resolve to.
 _REPLY_RECEIVERS = (
-    "SELECT EXISTS (SELECT 1 FROM messages WHERE to_number = ? AND created_at >= ? "
-    f"AND direction = 'outbound' AND owner IS NOT NULL) OR {_BROADCAST}"
+    "SELECT EXISTS (SELECT 1 FROM messages m WHERE m.to_number = ? AND m.created_at >= ? "
+    f"AND m.direction = 'outbound' AND m.owner IS NOT NULL) OR {_BROADCAST}"
 )
 
 
-def status_has_receivers(connection: Connection, message_uuid: str, client_ref: str | None) -> bool:
+def _status_receivers(client_ref: str | None) -> str:
     """Whether a status event can have a receiver: a message it may be about that has
-    an owner, or any enabled `scope: all` subscription. False means no event is due."""
+    an owner, or any enabled `scope: all` subscription (parameters: `_target_params`)."""
     target = (
-        "(message_uuid = ? OR (id = ? AND direction = 'outbound'))"
+        "(m.message_uuid = ? OR (m.id = ? AND m.direction = 'outbound'))"
         if client_ref
-        else "message_uuid = ?"
+        else "m.message_uuid = ?"
     )
-    sql = (
-        f"SELECT EXISTS (SELECT 1 FROM messages WHERE {target} AND owner IS NOT NULL) "
+    return (
+        f"SELECT EXISTS (SELECT 1 FROM messages m WHERE {target} AND m.owner IS NOT NULL) "
         f"OR {_BROADCAST}"
     )
-    return bool(_run(connection, sql, _target_params(message_uuid, client_ref)).fetchone()[0])

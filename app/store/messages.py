@@ -136,9 +136,19 @@ def insert_event(connection: Connection, event: dict[str, Any]) -> str | None:
 
     None for a duplicate; else `"advanced"` if the message's status moved, `"kept"` if not.
     """
+    return insert_event_checking_receivers(connection, event)[0]
+
+
+def insert_event_checking_receivers(
+    connection: Connection, event: dict[str, Any]
+) -> tuple[str | None, bool]:
+    """`insert_event`'s effect, and whether the event can have a receiver (a message it
+    may be about has an owner, or a `scope: all` subscription exists), checked in the
+    statement that stores it."""
     now = utcnow()
-    if not ingest.insert_status_event(connection, {**event, "received_at": now}):
-        return None
+    receivers = ingest.insert_status_event(connection, {**event, "received_at": now})
+    if receivers is None:
+        return None, False
     message_uuid, client_ref = event["message_uuid"], event.get("client_ref") or None
     moved = ingest.advance(
         connection, message_uuid, client_ref, event["status"], event.get("error") or None, now
@@ -148,7 +158,7 @@ def insert_event(connection: Connection, event: dict[str, Any]) -> str | None:
         # Whether or not the status moved: `delivered` often arrives before the
         # `submitted` that carries the price.
         ingest.record_billing(connection, message_uuid, client_ref, billing)
-    return "advanced" if moved else "kept"
+    return ("advanced" if moved else "kept"), receivers
 
 
 def _advance(

@@ -234,9 +234,10 @@ def record_opt_out_change(connection: Connection, message: dict[str, Any]) -> st
 
 
 def store_status(connection: Connection, event: dict[str, Any]) -> Stored:
-    effect = store.insert_event(connection, event)
+    effect, receivers = store.insert_event_checking_receivers(connection, event)
     if effect is None:
         return Stored(False)
-    outbox.message_status(connection, event)
+    if receivers:
+        outbox.message_status(connection, event)
     status = event["status"] if event["status"] in metrics.KNOWN_STATUSES else "other"
     return Stored(True, status_effect=(status, effect))

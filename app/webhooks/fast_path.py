@@ -12,10 +12,11 @@ Anything else is handed, body included, to the Flask app, whose webhooks
 blueprint answers it as before (problem+json, metrics, logs): no signature
 or a bad one, a body that is not an event the service reads (a dead letter,
 not JSON), a body without a plain Content-Length within the limit, no
-signature secret configured. A storage failure is handed over too, with the
-error in the environ (`STORAGE_FAILED`): the blueprint answers it as its own
-503 without a second attempt, which would double the wait for a locked
-database.
+signature secret configured. A failure while storing is handed over too, with
+the error in the environ (`STORE_FAILED`): the blueprint answers it as its
+own (a 503 for the database) without a second attempt, which would double the
+wait for a locked database. The access line and latency of a handed-over
+request count from when it reached this path (`observability.STARTED`).
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings
-from app.observability import REQUEST_ID_HEADER, finish_request, request_id_for
+from app.observability import REQUEST_ID_HEADER, STARTED, finish_request, request_id_for
 from app.webhooks import intake, interpret
 from app.webhooks.signature import (
     InvalidSignature,
@@ -43,8 +43,12 @@ ROUTES = {"/webhooks/inbound": interpret.INBOUND, "/webhooks/status": interpret.
 # WSGI environ keys (no HTTP header can set one, as headers become HTTP_*):
 #: present, the request skips this path;
 FULL_STACK = "sms.full_stack"
-#: the storage error this path met, for the blueprint to answer.
-STORAGE_FAILED = "sms.webhook_storage_failed"
+#: what storing the event raised here, for the blueprint to answer (a database
+#: failure as its 503, anything else as its 500), never by trying again.
+STORE_FAILED = "sms.webhook_store_failed"
+#: A Content-Length longer than this is not read as a number (Python refuses
+#: over 4 300 digits; the body limit needs five).
+MAX_LENGTH_DIGITS = 10
 
 WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
 
@@ -77,7 +81,7 @@ class WebhookFastPath:
             or FULL_STACK in environ
         ):
             return self.app(environ, start_response)
-        started = time.perf_counter()
+        started = environ[STARTED] = time.perf_counter()  # a handed-over request's too
         token = _token(environ)
         body = None if token is None else self._body(environ)
         answered = None if body is None else self._store(kind, token, body, environ)
@@ -102,7 +106,7 @@ class WebhookFastPath:
         the full stack to read again; None (the request untouched) otherwise."""
         length = environ.get("CONTENT_LENGTH") or ""
         if (
-            not (length.isascii() and length.isdigit())
+            not (length.isascii() and length.isdigit() and len(length) <= MAX_LENGTH_DIGITS)
             or int(length) > self.max_body
             or "HTTP_TRANSFER_ENCODING" in environ
         ):
@@ -118,14 +122,14 @@ class WebhookFastPath:
         try:
             verify(token, body, secrets=self.secrets, max_age=self.max_age)
             event = interpret.interpret(kind, body)
-        except (InvalidSignature, interpret.NotJson):
+        except Exception:  # noqa: BLE001 - refused, unreadable or a fault: the blueprint answers
             return None
         if not isinstance(event, interpret.Event):
             return None
         try:
             return intake.store(self.engine, event, routing_days=self.routing_days)
-        except SQLAlchemyError as error:
-            environ[STORAGE_FAILED] = error
+        except Exception as error:  # noqa: BLE001 - the blueprint answers it, without a retry
+            environ[STORE_FAILED] = error
             return None
 
 

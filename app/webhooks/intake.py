@@ -30,6 +30,7 @@ def store(engine: Engine, event: interpret.Event, *, routing_days: int) -> tuple
         stored = grouped_write(
             engine,
             lambda connection: events.store_inbound(connection, parsed, routing_days=routing_days),
+            batch_on_server=True,
         )
         fields: dict[str, Any] = {
             "message_uuid": parsed["message_uuid"],
@@ -37,7 +38,9 @@ def store(engine: Engine, event: interpret.Event, *, routing_days: int) -> tuple
             "sender": mask_number(parsed["from_number"]),
         }
     else:
-        stored = grouped_write(engine, lambda connection: events.store_status(connection, parsed))
+        stored = grouped_write(
+            engine, lambda connection: events.store_status(connection, parsed), batch_on_server=True
+        )
         fields = {"message_uuid": parsed["message_uuid"], "message_status": parsed["status"]}
     stored.count()
     metrics.WEBHOOKS.labels(event.kind, "stored" if stored else "duplicate").inc()

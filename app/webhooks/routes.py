@@ -24,7 +24,7 @@ from app.extensions import engine, settings, write_grouped
 from app.failures import DependencyUnavailable
 from app.observability import annotate
 from app.webhooks import dead_letters, intake, interpret
-from app.webhooks.fast_path import STORAGE_FAILED
+from app.webhooks.fast_path import STORE_FAILED
 from app.webhooks.signature import (
     InvalidSignature,
     MissingSignature,
@@ -117,7 +117,7 @@ def _receive(kind: str):
     if isinstance(event, interpret.DeadLetter):
         return _keep_dead_letter(event)
     with _storage_failure_answered():
-        failed = request.environ.get(STORAGE_FAILED)
+        failed = request.environ.get(STORE_FAILED)
         if failed is not None:
             raise failed  # the fast path's attempt failed: that is the answer, not a retry
         new, fields = intake.store(engine(), event, routing_days=settings().reply_routing_days)

@@ -1,5 +1,6 @@
 """The webhook hot path's SQL on the DBAPI connection: stored exactly as Core stores it."""
 
+import itertools
 import uuid
 from datetime import datetime, timedelta
 
@@ -72,7 +73,8 @@ def stored_raw(connection, table, key_column, key):
 @pytest.mark.parametrize("error", [None, {"type": "t", "title": "1250"}])
 def test_a_status_event_is_stored_byte_for_byte_as_core_stores_it(connection, error):
     fast, core = status_row(error=error), status_row(error=error)
-    assert ingest.insert_status_event(connection, fast) is True
+    assert ingest.insert_status_event(connection, fast) is False  # stored, no receiver
+    assert ingest.insert_status_event(connection, fast) is None  # the same event again
     connection.execute(upsert(connection, message_events).values(**core))
     fast_raw = stored_raw(connection, message_events, "message_uuid", fast["message_uuid"])
     core_raw = stored_raw(connection, message_events, "message_uuid", core["message_uuid"])
@@ -117,6 +119,18 @@ def test_advance_moves_forward_only_and_links_the_uuid_by_client_ref(connection)
     assert (row.price, row.segments) == ("0.05", 3)
 
 
+_EVENT_SECONDS = itertools.count()
+
+
+def status_has_receivers(connection, message_uuid, client_ref):
+    """What storing a (new) status event for `message_uuid` says of its receivers."""
+    at = ON_THE_SECOND + timedelta(seconds=next(_EVENT_SECONDS))
+    row = status_row(message_uuid=message_uuid, client_ref=client_ref, timestamp=at)
+    answer = ingest.insert_status_event(connection, row)
+    assert answer is not None, "a new event is stored"
+    return answer
+
+
 def reply_has_receivers(connection, number, since):
     """What storing an inbound message from `number` says of its reply's receivers."""
     return ingest.insert_inbound_reply(connection, inbound_row(from_number=number), since)
@@ -125,13 +139,13 @@ def reply_has_receivers(connection, number, since):
 def test_receiver_checks_see_owners_in_the_window_and_enabled_broadcasts(connection):
     sent = inbound_row(direction="outbound", status="submitted", owner="key-a", created_at=NOW)
     assert reply_has_receivers(connection, sent["to_number"], NOW) is False
-    assert not ingest.status_has_receivers(connection, sent["message_uuid"], None)
+    assert not status_has_receivers(connection, sent["message_uuid"], None)
     connection.execute(messages.insert().values(**sent))
     assert reply_has_receivers(connection, sent["to_number"], NOW) is True
     assert reply_has_receivers(connection, sent["to_number"], ON_THE_SECOND) is False
-    assert ingest.status_has_receivers(connection, sent["message_uuid"], None)
-    assert ingest.status_has_receivers(connection, "unlinked", sent["id"])
-    assert not ingest.status_has_receivers(connection, "other", None)
+    assert status_has_receivers(connection, sent["message_uuid"], None)
+    assert status_has_receivers(connection, "unlinked", sent["id"])
+    assert not status_has_receivers(connection, "other", None)
     subscription = {
         "id": str(uuid.uuid4()),
         "owner": "key-b",
@@ -143,9 +157,9 @@ def test_receiver_checks_see_owners_in_the_window_and_enabled_broadcasts(connect
         "created_at": NOW,
     }
     connection.execute(subscriptions.insert().values(**subscription))
-    assert not ingest.status_has_receivers(connection, "other", None)
+    assert not status_has_receivers(connection, "other", None)
     connection.execute(subscriptions.update().values(disabled_at=None))
-    assert ingest.status_has_receivers(connection, "other", None)
+    assert status_has_receivers(connection, "other", None)
     assert reply_has_receivers(connection, "14155550111", NOW + timedelta(days=1)) is True
 
 
