@@ -20,6 +20,7 @@ from sqlalchemy.exc import InterfaceError, InvalidatePoolError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_MMAP_BYTES = 1 << 30
 WRITER_QUEUE_TIMEOUT_SECONDS = SQLITE_BUSY_TIMEOUT_MS / 1000
 # A worker waiting for another worker's batch polls the file lock (flock has no
 # timeout). A batch holds it for a millisecond or two, so the poll is short:
@@ -106,6 +107,11 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Pages read through a memory map, not a read() call each: with a million
+        # stored messages webhook ingest kept 0.80 of its empty-database rate with it,
+        # 0.61-0.69 without (the benchmark's growth run). Address space, not memory:
+        # the pages are the OS page cache's, shared by every connection and worker.
+        cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
