@@ -82,14 +82,14 @@ class WebhookFastPath:
         ):
             return self.app(environ, start_response)
         started = environ[STARTED] = time.perf_counter()  # a handed-over request's too
+        if self.on_request is not None:
+            self.on_request()  # first, as Flask's before_request hooks run first
         token = _token(environ)
         body = None if token is None else self._body(environ)
         answered = None if body is None else self._store(kind, token, body, environ)
         if answered is None:
             return self.app(environ, start_response)
         new, fields = answered
-        if self.on_request is not None:
-            self.on_request()
         request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID"))
         payload = intake.answer_bytes(new)
         headers = [
