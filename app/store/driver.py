@@ -5,8 +5,8 @@ database does any work (parameter processing, the compiled cache, result
 wrapping). The webhook path (`app.store.ingest`) and the send path
 (`app.store.messages`, `opt_outs`, `daily_count`) run theirs here instead:
 plain SQL written once with `?` placeholders, executed on the DBAPI connection
-SQLAlchemy already holds, so it runs inside the same transaction (and the group
-commit's savepoint) as everything else the request writes. sqlite3 and psycopg
+SQLAlchemy already holds, so it runs inside the same transaction (the group
+commit's shared one, for a webhook) as everything else the request writes. sqlite3 and psycopg
 keep each statement prepared per connection. Values pass through the very bind
 processors SQLAlchemy would apply to those columns, so a row written here is
 stored exactly as one written through Core, and a driver error is raised as

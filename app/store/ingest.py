@@ -4,7 +4,7 @@ Every webhook runs these statements. Through SQLAlchemy Core each costs about
 0.1 ms of CPU before the database does any work (parameter processing, the
 compiled cache, result wrapping); here each is plain SQL, written once per
 dialect, executed on the DBAPI connection that SQLAlchemy already holds, so it
-runs inside the same transaction (and the group commit's savepoint) as
+runs inside the same transaction (the group commit's shared one) as
 everything else the webhook writes. sqlite3 and psycopg keep each statement
 prepared per connection. Values pass through the very bind processors
 SQLAlchemy would apply to those columns, so a row written here is stored
