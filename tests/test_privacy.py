@@ -33,6 +33,19 @@ def age_messages(app, days):
         )
 
 
+def store_old_message(app, days):
+    """Inbound message `m1` with the text "old", received `days` ago, stored directly."""
+    with app.extensions["db"].begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO messages (id, direction, from_number, to_number, text, status,"
+                " created_at, updated_at) VALUES ('m1', 'inbound', :n, '14155550199', 'old',"
+                " 'received', :at, :at)"
+            ),
+            {"n": NUMBER, "at": utcnow() - timedelta(days=days)},
+        )
+
+
 # --- Retention ---------------------------------------------------------------------------------
 
 
@@ -52,18 +65,9 @@ def test_retention_erases_old_texts_and_keeps_rows_and_statuses(app, signed_webh
 
 def test_retention_cli_uses_the_setting(make_app):
     app = make_app(MESSAGE_RETENTION_DAYS="7")
-    old = utcnow() - timedelta(days=8)
     # Stored directly: a request would start the in-process sweeper, which could
     # erase the text first (the CLI, not the sweeper, is under test here).
-    with app.extensions["db"].begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO messages (id, direction, from_number, to_number, text, status,"
-                " created_at, updated_at) VALUES ('m1', 'inbound', :n, '14155550199', 'old',"
-                " 'received', :at, :at)"
-            ),
-            {"n": NUMBER, "at": old},
-        )
+    store_old_message(app, days=8)
 
     result = app.test_cli_runner().invoke(args=["retention"])
 
@@ -82,16 +86,7 @@ def test_retention_cli_without_a_period_refuses(app, runner, signed_webhook):
 
 def test_the_in_process_sweeper_runs_on_the_first_request(make_app):
     app = make_app(MESSAGE_RETENTION_DAYS="30")
-    old = utcnow() - timedelta(days=31)
-    with app.extensions["db"].begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO messages (id, direction, from_number, to_number, text, status,"
-                " created_at, updated_at) VALUES ('m1', 'inbound', :n, '14155550199', 'old',"
-                " 'received', :at, :at)"
-            ),
-            {"n": NUMBER, "at": old},
-        )
+    store_old_message(app, days=31)
     sweeper = app.extensions["retention"]
     sweeper.stopped.set()  # one sweep, then the thread ends
 

@@ -18,8 +18,8 @@ delivery per subscription that takes the event's type.
 Most webhooks have no receiver at all (no key sent to that number, no `scope:
 all` subscription): a cheap check inside the very statement that stores the
 message or the status event says so, and only a webhook that may have one
-takes the full look-ups. The check reads the same
-rows the look-ups would, so it never skips an event they would write.
+takes the full look-ups. The check reads the same rows the look-ups would, so
+it never skips an event they would write.
 """
 
 from __future__ import annotations

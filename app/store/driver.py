@@ -6,11 +6,11 @@ wrapping). The webhook path (`app.store.ingest`) and the send path
 (`app.store.messages`, `opt_outs`, `daily_count`) run theirs here instead:
 plain SQL written once with `?` placeholders, executed on the DBAPI connection
 SQLAlchemy already holds, so it runs inside the same transaction (the group
-commit's shared one, for a webhook) as everything else the request writes. sqlite3 and psycopg
-keep each statement prepared per connection. Values pass through the very bind
-processors SQLAlchemy would apply to those columns, so a row written here is
-stored exactly as one written through Core, and a driver error is raised as
-SQLAlchemy's own `DBAPIError` (a 503, as before).
+commit's shared one, for a webhook) as everything else the request writes.
+sqlite3 and psycopg keep each statement prepared per connection. Values pass
+through the very bind processors SQLAlchemy would apply to those columns, so a
+row written here is stored exactly as one written through Core, and a driver
+error is raised as SQLAlchemy's own `DBAPIError` (a 503, as before).
 """
 
 from __future__ import annotations
@@ -51,17 +51,25 @@ def bind(connection: Connection, table: Table, column: str, value: Any) -> Any:
     return processor(value) if processor is not None else value
 
 
-_INSERTS: dict[tuple[str, tuple[str, ...]], str] = {}
+_INSERTS: dict[tuple[str, tuple[str, ...], str], str] = {}
 
 
-def insert(connection: Connection, table: Table, row: dict[str, Any]) -> None:
-    """INSERT `row` (column names as keys) into `table`."""
+def insert(
+    connection: Connection,
+    table: Table,
+    row: dict[str, Any],
+    suffix: str = "",
+    suffix_params: Sequence[Any] = (),
+):
+    """INSERT `row` (column names as keys) into `table`, then `suffix` (an ON CONFLICT
+    or RETURNING clause, its `?` taking `suffix_params`); the cursor."""
     columns = tuple(row)
-    key = (table.name, columns)
+    key = (table.name, columns, suffix)
     sql = _INSERTS.get(key)
     if sql is None:
         sql = _INSERTS[key] = (
             f"INSERT INTO {table.name} ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' * len(columns))})"
-        )
-    run(connection, sql, [bind(connection, table, column, row[column]) for column in columns])
+            f"VALUES ({', '.join('?' * len(columns))}) {suffix}"
+        ).rstrip()
+    params = [bind(connection, table, column, row[column]) for column in columns]
+    return run(connection, sql, [*params, *suffix_params])

@@ -294,8 +294,8 @@ class _GroupCommitter:
     transaction of its own, so the failing one fails only its own request.
     Writes that queued meanwhile are led by the first of them. No waiter is
     answered before the commit that holds its write, so each request is as
-    durable as with a transaction of its own; across workers
-    the write lock changes hands once per batch instead of once per write.
+    durable as with a transaction of its own; across workers the write lock
+    changes hands once per batch instead of once per write.
 
     Each write waits for the lock at most its own `timeout` (a send answers
     within its budget): a write still queued when its time is up leaves the
@@ -431,9 +431,9 @@ def grouped_write(
     `_GroupCommitter`): on SQLite files every write; on PostgreSQL only those
     marked `batch_on_server` (webhooks), since a send's writes take row locks
     (the daily count, an idempotency key) that a shared transaction would hold
-    for its whole batch. Elsewhere `work` gets a transaction of its own. `timeout` bounds the wait
-    for the write lock, as in `write_transaction`. `work` may run on another
-    request's thread: it must use only its arguments.
+    for its whole batch. Elsewhere `work` gets a transaction of its own.
+    `timeout` bounds the wait for the write lock, as in `write_transaction`.
+    `work` may run on another request's thread: it must use only its arguments.
     """
     sqlite = engine.dialect.name == "sqlite"
     database = engine.url.database if sqlite else None

@@ -22,14 +22,12 @@ from sqlalchemy import Connection, Table
 
 from app.status import ORDER, statuses_below
 from app.store.driver import bind as _bind
+from app.store.driver import insert
 from app.store.driver import run as _run
 from app.store.models import Message, MessageEvent
 
 messages = Message.__table__
 message_events = MessageEvent.__table__
-
-
-_INSERTS: dict[tuple[str, tuple[str, ...], str], str] = {}
 
 
 def _insert_returning(
@@ -42,17 +40,8 @@ def _insert_returning(
 ):
     """INSERT … ON CONFLICT (`conflict`) DO NOTHING RETURNING `returning`: the returned
     row when one was stored, else None."""
-    columns = tuple(row)
-    key = (table.name, columns, returning)
-    sql = _INSERTS.get(key)
-    if sql is None:
-        sql = _INSERTS[key] = (
-            f"INSERT INTO {table.name} ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' * len(columns))}) "
-            f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}"
-        )
-    params = [_bind(connection, table, column, row[column]) for column in columns]
-    return _run(connection, sql, [*params, *returning_params]).fetchone()
+    suffix = f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}"
+    return insert(connection, table, row, suffix, returning_params).fetchone()
 
 
 def insert_inbound(connection: Connection, values: dict[str, Any]) -> bool:

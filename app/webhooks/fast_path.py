@@ -105,15 +105,14 @@ class WebhookFastPath:
         """The whole body when it has a plain Content-Length within the limit, kept for
         the full stack to read again; None (the request untouched) otherwise."""
         length = environ.get("CONTENT_LENGTH") or ""
-        if (
-            not (length.isascii() and length.isdigit() and len(length) <= MAX_LENGTH_DIGITS)
-            or int(length) > self.max_body
-            or "HTTP_TRANSFER_ENCODING" in environ
-        ):
+        if not (length.isascii() and length.isdigit() and len(length) <= MAX_LENGTH_DIGITS):
             return None
-        body = environ["wsgi.input"].read(int(length))
+        size = int(length)
+        if size > self.max_body or "HTTP_TRANSFER_ENCODING" in environ:
+            return None
+        body = environ["wsgi.input"].read(size)
         environ["wsgi.input"] = io.BytesIO(body)
-        return body if len(body) == int(length) else None
+        return body if len(body) == size else None
 
     def _store(
         self, kind: str, token: str, body: bytes, environ: dict
