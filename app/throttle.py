@@ -48,6 +48,13 @@ class SendThrottle:
         self._clock = clock
         self._sleep = sleep
 
+    def try_acquire(self) -> bool:
+        """Take a slot only if one is free now; raises `ThrottleStorageFailed`."""
+        try:
+            return self._limiter.hit(self._item, THROTTLE_KEY)
+        except Exception as error:  # the storage's own errors: redis, limits, OS
+            raise ThrottleStorageFailed(type(error).__name__) from error
+
     def acquire(self, deadline: float) -> float:
         """Take a slot, waiting up to `deadline` (monotonic); returns seconds waited."""
         started = self._clock()

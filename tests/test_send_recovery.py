@@ -1,5 +1,6 @@
 """Sends that outlive their request, lose storage after Vonage, or lose Redis."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -180,7 +181,10 @@ def test_storage_failing_after_vonage_accepted_answers_202_and_writes_later(
 def test_throttle_storage_failing_fails_the_send_closed(app, send, vonage_api, monkeypatch):
     from redis.exceptions import TimeoutError as RedisTimeout
 
+    hits = []
+
     def lost(*_args, **_kwargs):
+        hits.append(1)
         raise RedisTimeout("Timeout reading from socket")
 
     monkeypatch.setattr(app.extensions["throttle"]._limiter, "hit", lost)
@@ -188,6 +192,8 @@ def test_throttle_storage_failing_fails_the_send_closed(app, send, vonage_api, m
     response = send(PAYLOAD, headers={"Idempotency-Key": "no-slot"})
 
     assert response.status_code == 503
+    # Asked once: a failing storage is not waited on a second time.
+    assert hits == [1]
     assert response.json["type"].endswith("dependency-unavailable")
     with app.extensions["db"].connect() as connection:
         assert connection.execute(text("SELECT status FROM messages")).all() == [("failed",)]
@@ -232,3 +238,67 @@ def test_the_cap_leaves_a_quarter_of_the_threads_to_webhooks(threads, cap):
 
     environ = {"GUNICORN_THREADS": threads} if threads else {}
     assert load_settings(environ=environ).send_sms_max_in_flight == cap
+
+
+def _commits_before_vonage(app, vonage_api) -> list[tuple[int, str, bool]]:
+    """Accepts every send, noting when Vonage is called: the commits so far and
+    the row's status and phase marker as another connection sees them."""
+    from sqlalchemy import event
+
+    from tests.support import MESSAGES_URL
+
+    engine = app.extensions["db"]
+    commits = []
+    event.listen(engine, "commit", lambda _connection: commits.append(1))
+    seen = []
+
+    def vonage(request):
+        message_id = json.loads(request.body)["client_ref"]
+        with engine.connect() as connection:
+            status, marked = connection.execute(
+                text("SELECT status, vonage_called_at IS NOT NULL FROM messages WHERE id = :id"),
+                {"id": message_id},
+            ).one()
+        seen.append((len(commits), status, bool(marked)))
+        return 202, {}, json.dumps({"message_uuid": "aaaaaaaa-0000-4000-8000-000000000009"})
+
+    vonage_api.add_callback("POST", MESSAGES_URL, callback=vonage, content_type="application/json")
+    return seen
+
+
+def test_a_free_slot_writes_the_row_already_marked_in_one_commit(app, send, vonage_api):
+    seen = _commits_before_vonage(app, vonage_api)
+
+    assert send(PAYLOAD).status_code == 202
+
+    # One durable commit before the call: the row, with its phase marker.
+    assert seen == [(1, "pending", True)]
+
+
+def test_no_slot_at_once_writes_the_row_then_the_marker_after_the_wait(
+    app, send, vonage_api, monkeypatch
+):
+    throttle = app.extensions["throttle"]
+    monkeypatch.setattr(throttle, "try_acquire", lambda: False)
+    waited = []
+    monkeypatch.setattr(throttle, "acquire", lambda deadline: waited.append(deadline) or 0.0)
+    seen = _commits_before_vonage(app, vonage_api)
+
+    assert send(PAYLOAD).status_code == 202
+
+    # The row first (a kill while waiting leaves it unmarked: settled `failed`),
+    # then the marker once the slot is had.
+    assert len(waited) == 1
+    assert seen == [(2, "pending", True)]
+
+
+def test_a_free_slot_is_not_taken_twice(app, send, vonage_api, monkeypatch):
+    accepted(vonage_api)
+    limiter = app.extensions["throttle"]._limiter
+    hits = []
+    real_hit = limiter.hit
+    monkeypatch.setattr(limiter, "hit", lambda *args: hits.append(1) or real_hit(*args))
+
+    assert send(PAYLOAD).status_code == 202
+
+    assert len(hits) == 1

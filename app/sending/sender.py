@@ -2,10 +2,12 @@
 
 The row is written before Vonage is called, with our own id as Vonage's
 `client_ref`, so a status webhook that overtakes Vonage's answer finds it.
-A phase marker (`vonage_called_at`) is written just before Vonage is called,
-so a row left `pending` by a dead request settles as `unknown` (maybe sent) or
-`failed` (certainly not; see `abandoned`). The sender is built once in
-`create_app()` with its collaborators; it knows nothing of Flask.
+A phase marker (`vonage_called_at`) is durable before Vonage is called, so a
+row left `pending` by a dead request settles as `unknown` (maybe sent) or
+`failed` (certainly not; see `abandoned`). When the throttle has a slot free at
+once, the row is written already marked, in one commit; otherwise it is
+written first, the send waits for a slot, and the marker follows. The sender
+is built once in `create_app()` with its collaborators; it knows nothing of Flask.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from app.sending.request import SendRequest, SendResult, request_hash
 from app.store import daily_count, idempotency, opt_outs
 from app.store import messages as store
 from app.store.deferred import DeferredWrites
+from app.store.dialect import utcnow
 from app.store.engine import grouped_write
 from app.throttle import Busy, InFlightCap, NoSlot, SendThrottle, ThrottleStorageFailed
 from app.vonage_client import SentMessage, VonageClient, VonageError, VonageRejected, VonageTimeout
@@ -102,21 +105,38 @@ class Sender:
             if replay is not None:
                 return self._replays.answer(replay, body_hash, claim)
 
+        slot = self._slot_at_once()
         try:
-            message = self._create_message(request, owner, claim, budget)
+            message = self._create_message(request, owner, claim, budget, marked=slot is True)
         except BaseException:
             # Nothing exists yet that Vonage could have: the caller may retry the key.
             if claim is not None:
                 self._outcomes.release_quietly(claim, budget)
             raise
-        return self._deliver(Attempt(message, request, claim, budget))
+        return self._deliver(Attempt(message, request, claim, budget), slot)
+
+    def _slot_at_once(self) -> bool | ThrottleStorageFailed:
+        """True when the throttle had a slot free right now (taken); else False, or
+        the storage's failure, and the send asks again once its row is written.
+
+        A slot taken here lets the row be written with its phase marker: one
+        durable commit before the call instead of two. A send then refused (opted
+        out, over the daily cap) leaves its slot unused, as a send that failed would.
+        """
+        try:
+            return self._throttle.try_acquire()
+        except ThrottleStorageFailed as error:
+            return error
 
     def _create_message(
-        self, request: SendRequest, owner: str, claim: Claim | None, budget: Budget
+        self, request: SendRequest, owner: str, claim: Claim | None, budget: Budget, *, marked: bool
     ) -> Message:
         config = self.settings
         message_id = str(uuid.uuid4())
         today = datetime.now(UTC).date()
+        row = _outbound_row(message_id, request, owner, config)
+        if marked:
+            row["vonage_called_at"] = utcnow()
 
         def create(connection: Connection) -> dict:
             # The opt-out look-up shares the row's transaction: a read of its own
@@ -124,38 +144,37 @@ class Sender:
             if opt_outs.is_opted_out(connection, request.to):
                 raise OptedOut(request.to)
             self._take_daily_slot(connection, today)
-            row = store.insert_outbound(
-                connection, _outbound_row(message_id, request, owner, config)
-            )
+            stored = store.insert_outbound(connection, row)
             if claim is not None and not idempotency.link_idempotency_key(
                 connection, claim.owner, claim.key, message_id
             ):
                 # This request outlived its hold (a frozen process): another may own the key.
                 raise DependencyUnavailable()
             sweep_now_and_then(connection, config)
-            return row
+            return stored
 
-        row = grouped_write(self._engine, create, timeout=budget.remaining())
-        return Message(message_id, today, row["from_number"])
+        stored = grouped_write(self._engine, create, timeout=budget.remaining())
+        return Message(message_id, today, stored["from_number"])
 
     def _take_daily_slot(self, connection: Connection, today) -> None:
         limit = self.settings.send_sms_daily_limit
         if limit and not daily_count.take_daily_slot(connection, today, limit):
             raise DailyLimitReached(limit, _seconds_to_utc_midnight())
 
-    def _deliver(self, attempt: Attempt) -> SendResult:
+    def _deliver(self, attempt: Attempt, slot: bool | ThrottleStorageFailed) -> SendResult:
         started = time.monotonic()
         outcome = "sent"
         try:
-            try:
-                self._wait_for_slot(attempt)
-            except Failure:
-                outcome = "throttled"
-                raise
-            if not self._mark_vonage_called(attempt):
-                outcome = "not_sent"
-                detail = "storage failed before Vonage was called"
-                raise self._outcomes.not_sent(attempt, detail, DependencyUnavailable())
+            if slot is not True:
+                try:
+                    self._wait_for_slot(attempt, slot or None)
+                except Failure:
+                    outcome = "throttled"
+                    raise
+                if not self._mark_vonage_called(attempt):
+                    outcome = "not_sent"
+                    detail = "storage failed before Vonage was called"
+                    raise self._outcomes.not_sent(attempt, detail, DependencyUnavailable())
             sent = self._call_vonage(attempt)
         except _VonageFailed as failed:
             outcome = failed.outcome
@@ -164,8 +183,12 @@ class Sender:
             metrics.VONAGE_LATENCY.labels(outcome).observe(time.monotonic() - started)
         return self._outcomes.sent(attempt, sent)
 
-    def _wait_for_slot(self, attempt: Attempt) -> None:
+    def _wait_for_slot(
+        self, attempt: Attempt, storage_failed: ThrottleStorageFailed | None
+    ) -> None:
         try:
+            if storage_failed is not None:
+                raise storage_failed  # once is enough: no second wait on a failing storage
             self._throttle.acquire(attempt.budget.deadline)
         except NoSlot as error:
             refusal = NoSendSlot(error.retry_after)
