@@ -302,16 +302,3 @@ def test_a_free_slot_is_not_taken_twice(app, send, vonage_api, monkeypatch):
     assert send(PAYLOAD).status_code == 202
 
     assert len(hits) == 1
-
-
-def test_a_keyed_send_claims_its_key_in_the_rows_commit(app, send, vonage_api):
-    seen = _commits_before_vonage(app, vonage_api)
-
-    assert send(PAYLOAD, headers={"Idempotency-Key": "one-commit"}).status_code == 202
-
-    # The claim, the row and its phase marker: one durable commit before the call.
-    assert seen == [(1, "pending", True)]
-    with app.extensions["db"].connect() as connection:
-        assert connection.execute(text("SELECT response_status FROM idempotency_keys")).all() == [
-            (202,)
-        ]

@@ -23,7 +23,7 @@ from app.status import message_error
 from app.store import daily_count, idempotency
 from app.store import messages as store
 from app.store.deferred import DeferredWrites
-from app.store.engine import STORAGE_ERRORS, grouped_write
+from app.store.engine import STORAGE_ERRORS, grouped_write, write_transaction
 from app.vonage_client import SentMessage
 
 log = logging.getLogger("app.sending")
@@ -131,6 +131,14 @@ class Outcomes:
         self._write(f"failed {message.id}", record, attempt.budget)
         log.warning("sms not sent", extra={"message_id": message.id, "outcome": "failed"})
         return failure
+
+    def release_quietly(self, claim: Claim, budget: Budget) -> None:
+        """Free the key; if storage fails, the claim lapses after its hold instead."""
+        try:
+            with write_transaction(self._engine, budget.seconds) as connection:
+                idempotency.release_idempotency_key(connection, claim.owner, claim.key)
+        except STORAGE_ERRORS:
+            log.warning("idempotency key not released; it lapses after its hold")
 
     def _write(self, what: str, write: Callable[[Connection], None], budget: Budget) -> None:
         """Write now if storage answers within the budget, else later: the answer stands."""
