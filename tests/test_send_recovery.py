@@ -302,3 +302,104 @@ def test_a_free_slot_is_not_taken_twice(app, send, vonage_api, monkeypatch):
     assert send(PAYLOAD).status_code == 202
 
     assert len(hits) == 1
+
+
+def test_a_keyed_send_claims_its_key_before_it_takes_a_slot(app, send, vonage_api):
+    seen = _commits_before_vonage(app, vonage_api)
+
+    assert send(PAYLOAD, headers={"Idempotency-Key": "claimed-first"}).status_code == 202
+
+    # The claim first (a replay, 409 or 422 is answered there, with no throttle slot
+    # taken), then the row with its phase marker.
+    assert seen == [(2, "pending", True)]
+    with app.extensions["db"].connect() as connection:
+        assert connection.execute(text("SELECT response_status FROM idempotency_keys")).all() == [
+            (202,)
+        ]
+
+
+class _NoWaiting(Exception):
+    """The throttle had no slot free: the test stops the wait instead of spinning."""
+
+
+@pytest.mark.parametrize("answer", ["replayed", "in-flight", "reused", "opted-out"])
+def test_a_keyed_request_that_sends_nothing_leaves_the_throttle_slot_to_a_send(
+    make_app, vonage_api, answer
+):
+    """A replay, a 409, a 422 or a refusal never calls Vonage, so it takes no slot of
+    the throttle: the next send within the same second still finds one free."""
+    from app.store import opt_outs
+
+    app = make_app(VONAGE_MAX_SENDS_PER_SECOND="1")
+
+    def no_waiting(_seconds):
+        raise _NoWaiting
+
+    app.config["ON_SLEEP"] = no_waiting
+    accepted(vonage_api)
+    owner, key = fingerprint(API_KEY), "k"
+    body_hash = request_hash(CANONICAL if answer != "reused" else {**CANONICAL, "text": "Ho"})
+    with app.extensions["db"].begin() as connection:
+        if answer == "opted-out":
+            opt_outs.opt_out(connection, TO.removeprefix("+"), None)
+        else:
+            idempotency.claim_idempotency_key(connection, owner, key, body_hash, timedelta(hours=1))
+        if answer in ("replayed", "reused"):
+            idempotency.complete_idempotency_key(connection, owner, key, 202, json.dumps({}))
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {API_KEY}", "Idempotency-Key": key}
+
+    first = client.post("/send-sms", json=PAYLOAD, headers=headers)
+    assert first.status_code == {"replayed": 202, "in-flight": 409}.get(answer, 422)
+    assert len(vonage_api.calls) == 0
+
+    other = client.post(
+        "/send-sms",
+        json={"to": "+14155550101", "text": "Hi"},
+        headers=headers | {"Idempotency-Key": "other"},
+    )
+
+    assert other.status_code == 202
+    assert app.config["SLEEPS"] == []
+    assert len(vonage_api.calls) == 1
+
+
+def test_a_row_whose_commit_answer_was_lost_does_not_lose_the_message(
+    app, send, vonage_api, monkeypatch
+):
+    """The row's COMMIT lands but its answer is lost (a PostgreSQL connection dropped
+    at COMMIT): the send answers 503 and Vonage is never called, so the key is freed
+    and its retry sends, never a 504 "maybe sent" for a message Vonage never had.
+    (The stray row, written with its marker, settles `unknown`: README, "What a
+    send survives".)"""
+    import app.sending.sender as sender_module
+    from app.sending.abandoned import settle_abandoned_sends
+
+    accepted(vonage_api)
+    real = sender_module.grouped_write
+    lost = []
+
+    def answer_lost(engine, work, timeout=None, **options):
+        result = real(engine, work, timeout, **options)
+        if not lost and getattr(work, "__name__", "") == "create":
+            lost.append(work)
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+        return result
+
+    monkeypatch.setattr(sender_module, "grouped_write", answer_lost)
+    response = send(PAYLOAD, headers={"Idempotency-Key": "lost-answer"})
+    assert response.status_code == 503
+    assert len(vonage_api.calls) == 0
+
+    long_ago = utcnow() - timedelta(hours=1)
+    with app.extensions["db"].begin() as connection:
+        connection.execute(text("UPDATE messages SET created_at = :t"), {"t": long_ago})
+        connection.execute(
+            text("UPDATE idempotency_keys SET in_flight_until = :t"), {"t": long_ago}
+        )
+        settle_abandoned_sends(connection, app.extensions["settings"])
+    monkeypatch.setattr(sender_module, "grouped_write", real)
+    retry = send(PAYLOAD, headers={"Idempotency-Key": "lost-answer"})
+    assert retry.status_code == 202
+    assert "Idempotent-Replayed" not in retry.headers
+    assert len(vonage_api.calls) == 1

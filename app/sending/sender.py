@@ -105,7 +105,7 @@ class Sender:
             if replay is not None:
                 return self._replays.answer(replay, body_hash, claim)
 
-        slot = self._slot_at_once()
+        slot = self._slot_at_once(request.to)
         try:
             message = self._create_message(request, owner, claim, budget, marked=slot is True)
         except BaseException:
@@ -115,18 +115,30 @@ class Sender:
             raise
         return self._deliver(Attempt(message, request, claim, budget), slot)
 
-    def _slot_at_once(self) -> bool | ThrottleStorageFailed:
+    def _slot_at_once(self, to: str) -> bool | ThrottleStorageFailed:
         """True when the throttle had a slot free right now (taken); else False, or
         the storage's failure, and the send asks again once its row is written.
 
         A slot taken here lets the row be written with its phase marker: one
-        durable commit before the call instead of two. A send then refused (opted
-        out, over the daily cap) leaves its slot unused, as a send that failed would.
+        durable commit before the call instead of two. It is asked for only once
+        the key's claim is decided (a replay, 409 or 422 takes none) and the
+        recipient is not on the opt-out list, looked up first: a refusal must not
+        spend Vonage's capacity. Only a send refused by the daily cap, which stops
+        every send, or by a storage failure leaves its slot unused.
         """
+        if self._opted_out(to):
+            return False  # the row's transaction looks again, and refuses it
         try:
             return self._throttle.try_acquire()
         except ThrottleStorageFailed as error:
             return error
+
+    def _opted_out(self, to: str) -> bool:
+        try:
+            with self._engine.connect().execution_options(readonly=True) as connection:
+                return opt_outs.is_opted_out(connection, to)
+        except STORAGE_ERRORS:
+            return False  # the row's write meets the same failure, and answers it
 
     def _create_message(
         self, request: SendRequest, owner: str, claim: Claim | None, budget: Budget, *, marked: bool
