@@ -1,37 +1,80 @@
 """The Procfile's gunicorn settings: hooks that run in every worker."""
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# A stand-in app: what its module creates at import must be frozen by the time
+# it answers (gc.get_objects() lists only what the collector still walks).
+PROBE_APP = """
+import gc
 
-def test_a_worker_moves_what_its_loaded_app_keeps_alive_out_of_the_collectors_sight(tmp_path):
-    """After the app is loaded, its long-lived objects are frozen, so the oldest
-    generation's collections (every thread stopped) no longer walk them."""
-    code = (
-        "import gc\n"
-        "from app import gunicorn_conf\n"
-        "before = gc.get_freeze_count()\n"
-        "gunicorn_conf.post_worker_init(None)\n"
-        "print(before, gc.get_freeze_count())\n"
-    )
+LOADED_WITH_THE_APP = ["made when the worker loaded the app"]
+
+
+def app(environ, start_response):
+    walked = any(o is LOADED_WITH_THE_APP for o in gc.get_objects())
+    body = f"{gc.get_freeze_count()} {walked}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_worker_freezes_what_the_loaded_app_keeps_alive(tmp_path):
+    """Once gunicorn has loaded the app in a worker, its long-lived objects are out of
+    the collector's sight, so the oldest generation's collections (every thread
+    stopped) no longer walk them."""
+    (tmp_path / "probe_app.py").write_text(PROBE_APP)
+    port = _free_port()
     env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
-        "PORT": "3000",
+        **{name: value for name, value in os.environ.items() if not name.startswith("VONAGE")},
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "1",
+        "GUNICORN_THREADS": "2",
+        "APP_ENV": "development",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
-    result = subprocess.run(
-        [sys.executable, "-c", code],
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "probe_app:app"],
         cwd=tmp_path,
-        env={**env, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
-    before, after = map(int, result.stdout.split())
-    assert before == 0
-    assert after > 10_000
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert server.poll() is None, "gunicorn exited"
+                assert time.monotonic() < deadline, "gunicorn did not answer"
+                time.sleep(0.1)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    frozen, walked = answer.text.split()
+    assert int(frozen) > 10_000
+    assert walked == "False"
