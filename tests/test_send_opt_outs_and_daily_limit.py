@@ -17,6 +17,30 @@ def test_opted_out_recipient_is_refused(app, send, vonage_api):
     assert len(vonage_api.calls) == 0
 
 
+def test_a_stop_that_lands_after_the_first_look_up_still_refuses_the_send(
+    app, send, vonage_api, monkeypatch
+):
+    """The opt-out list is read before a throttle slot is taken, and again in the
+    row's own transaction: a STOP stored in between still stops the send."""
+    from app.store import opt_outs
+
+    sender = app.extensions["sender"]
+
+    def stop_lands_after_the_look_up(to):
+        with app.extensions["db"].begin() as connection:
+            opt_outs.opt_out(connection, to, None)
+        return False
+
+    monkeypatch.setattr(sender, "_opted_out", stop_lands_after_the_look_up)
+
+    response = send({"to": TO, "text": "Hi"})
+
+    assert response.status_code == 422
+    assert response.json["type"].endswith("opted-out")
+    assert count_rows(app, "messages") == 0
+    assert len(vonage_api.calls) == 0
+
+
 def test_daily_cap_refuses_once_reached(make_app, vonage_api):
     app = make_app(SEND_SMS_DAILY_LIMIT="2")
     accepted(vonage_api)

@@ -105,8 +105,8 @@ class Sender:
             if replay is not None:
                 return self._replays.answer(replay, body_hash, claim)
 
-        slot = self._slot_at_once(request.to)
         try:
+            slot = self._slot_at_once(request.to)
             message = self._create_message(request, owner, claim, budget, marked=slot is True)
         except BaseException:
             # Nothing exists yet that Vonage could have: the caller may retry the key.
@@ -151,8 +151,8 @@ class Sender:
             row["vonage_called_at"] = utcnow()
 
         def create(connection: Connection) -> dict:
-            # The opt-out look-up shares the row's transaction: a read of its own
-            # cost a connection, a BEGIN and a ROLLBACK (~0.07 ms of CPU per send).
+            # Again, in the row's transaction: a STOP may have landed since the
+            # look-up before the throttle slot.
             if opt_outs.is_opted_out(connection, request.to):
                 raise OptedOut(request.to)
             self._take_daily_slot(connection, today)
