@@ -3,6 +3,13 @@
 from tests.support import MESSAGES_URL, TO, accepted, auth_headers, count_rows
 
 
+def _refused_as_opted_out(app, response, vonage_api) -> None:
+    assert response.status_code == 422
+    assert response.json["type"].endswith("opted-out")
+    assert count_rows(app, "messages") == 0
+    assert len(vonage_api.calls) == 0
+
+
 def test_opted_out_recipient_is_refused(app, send, vonage_api):
     from app.store import opt_outs
 
@@ -11,10 +18,7 @@ def test_opted_out_recipient_is_refused(app, send, vonage_api):
 
     response = send({"to": TO, "text": "Hi"})
 
-    assert response.status_code == 422
-    assert response.json["type"].endswith("opted-out")
-    assert count_rows(app, "messages") == 0
-    assert len(vonage_api.calls) == 0
+    _refused_as_opted_out(app, response, vonage_api)
 
 
 def test_a_stop_that_lands_after_the_first_look_up_still_refuses_the_send(
@@ -35,10 +39,7 @@ def test_a_stop_that_lands_after_the_first_look_up_still_refuses_the_send(
 
     response = send({"to": TO, "text": "Hi"})
 
-    assert response.status_code == 422
-    assert response.json["type"].endswith("opted-out")
-    assert count_rows(app, "messages") == 0
-    assert len(vonage_api.calls) == 0
+    _refused_as_opted_out(app, response, vonage_api)
 
 
 def test_daily_cap_refuses_once_reached(make_app, vonage_api):
