@@ -33,9 +33,8 @@ def test_a_stop_that_lands_after_the_first_look_up_still_refuses_the_send(
     def stop_lands_after_the_look_up(to):
         with app.extensions["db"].begin() as connection:
             opt_outs.opt_out(connection, to, None)
-        return False
 
-    monkeypatch.setattr(sender, "_opted_out", stop_lands_after_the_look_up)
+    monkeypatch.setattr(sender, "_refuse_opted_out", stop_lands_after_the_look_up)
 
     response = send({"to": TO, "text": "Hi"})
 

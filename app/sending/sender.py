@@ -106,7 +106,8 @@ class Sender:
                 return self._replays.answer(replay, body_hash, claim)
 
         try:
-            slot = self._slot_at_once(request.to)
+            self._refuse_opted_out(request.to)
+            slot = self._slot_at_once()
             message = self._create_message(request, owner, claim, budget, marked=slot is True)
         except BaseException:
             # Nothing exists yet that Vonage could have: the caller may retry the key.
@@ -115,30 +116,31 @@ class Sender:
             raise
         return self._deliver(Attempt(message, request, claim, budget), slot)
 
-    def _slot_at_once(self, to: str) -> bool | ThrottleStorageFailed:
+    def _refuse_opted_out(self, to: str) -> None:
+        """Raises `OptedOut` before a throttle slot or a write is taken: a refusal must
+        not spend Vonage's capacity. The row's transaction looks again."""
+        try:
+            with self._engine.connect().execution_options(readonly=True) as connection:
+                opted_out = opt_outs.is_opted_out(connection, to)
+        except STORAGE_ERRORS:
+            return  # the row's write meets the same failure, and answers it
+        if opted_out:
+            raise OptedOut(to)
+
+    def _slot_at_once(self) -> bool | ThrottleStorageFailed:
         """True when the throttle had a slot free right now (taken); else False, or
         the storage's failure, and the send asks again once its row is written.
 
         A slot taken here lets the row be written with its phase marker: one
         durable commit before the call instead of two. It is asked for only once
         the key's claim is decided (a replay, 409 or 422 takes none) and the
-        recipient is not on the opt-out list, looked up first: a refusal must not
-        spend Vonage's capacity. Only a send refused by the daily cap, which stops
-        every send, or by a storage failure leaves its slot unused.
+        recipient is known not to have opted out. Only a send refused by the daily
+        cap, which stops every send, or by a storage failure leaves its slot unused.
         """
-        if self._opted_out(to):
-            return False  # the row's transaction looks again, and refuses it
         try:
             return self._throttle.try_acquire()
         except ThrottleStorageFailed as error:
             return error
-
-    def _opted_out(self, to: str) -> bool:
-        try:
-            with self._engine.connect().execution_options(readonly=True) as connection:
-                return opt_outs.is_opted_out(connection, to)
-        except STORAGE_ERRORS:
-            return False  # the row's write meets the same failure, and answers it
 
     def _create_message(
         self, request: SendRequest, owner: str, claim: Claim | None, budget: Budget, *, marked: bool
@@ -178,8 +180,9 @@ class Sender:
         outcome = "sent"
         try:
             if slot is not True:
+                storage_failed = slot if isinstance(slot, ThrottleStorageFailed) else None
                 try:
-                    self._wait_for_slot(attempt, slot or None)
+                    self._wait_for_slot(attempt, storage_failed)
                 except Failure:
                     outcome = "throttled"
                     raise
