@@ -44,17 +44,13 @@ def _insert_returning(
     return insert(connection, table, row, suffix, returning_params).fetchone()
 
 
-def insert_inbound(connection: Connection, values: dict[str, Any]) -> bool:
-    """The inbound message row; False when its `message_uuid` is already stored."""
-    return _insert_returning(connection, messages, values, "message_uuid", "id") is not None
-
-
 def insert_inbound_reply(
     connection: Connection, values: dict[str, Any], since: datetime
 ) -> bool | None:
-    """The inbound message row and, in the same statement, `reply_has_receivers` for its
-    sender: None when its `message_uuid` is already stored, else whether the reply can
-    have a receiver. One statement fewer while the write lock is held."""
+    """The inbound message row and, in the same statement, whether a reply from its
+    sender can have a receiver (a key that sent to it since `since`, or an enabled
+    `scope: all` subscription): None when its `message_uuid` is already stored.
+    One statement fewer while the write lock is held."""
     params = [values["from_number"], _bind(connection, messages, "created_at", since)]
     returned = _insert_returning(
         connection, messages, values, "message_uuid", f"id, ({_REPLY_RECEIVERS})", params

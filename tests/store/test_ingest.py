@@ -83,8 +83,8 @@ def test_a_status_event_is_stored_byte_for_byte_as_core_stores_it(connection, er
 
 def test_an_inbound_message_is_stored_as_core_stores_it_and_once_per_uuid(connection):
     fast, core = inbound_row(), inbound_row()
-    assert ingest.insert_inbound(connection, fast) is True
-    assert ingest.insert_inbound(connection, {**fast, "id": str(uuid.uuid4())}) is False
+    assert ingest.insert_inbound_reply(connection, fast, NOW) is not None
+    assert ingest.insert_inbound_reply(connection, {**fast, "id": str(uuid.uuid4())}, NOW) is None
     connection.execute(messages.insert().values(**core))
     fast_raw = stored_raw(connection, messages, "message_uuid", fast["message_uuid"])
     core_raw = stored_raw(connection, messages, "message_uuid", core["message_uuid"])
@@ -173,7 +173,7 @@ def test_a_driver_error_is_raised_as_sqlalchemys_so_the_webhook_answers_503():
     engine = build_engine("sqlite://")  # no tables at all
     try:
         with engine.begin() as connection, pytest.raises(DBAPIError) as raised:
-            ingest.insert_inbound(connection, inbound_row())
+            ingest.insert_inbound_reply(connection, inbound_row(), NOW)
         assert "14155550100" not in str(raised.value)  # parameters stay hidden
     finally:
         engine.dispose()
