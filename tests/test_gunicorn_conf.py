@@ -2,13 +2,14 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import requests
+
+from tests.support import clean_env, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,28 +29,23 @@ def app(environ, start_response):
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_a_worker_freezes_what_the_loaded_app_keeps_alive(tmp_path):
     """Once gunicorn has loaded the app in a worker, its long-lived objects are out of
     the collector's sight, so the oldest generation's collections (every thread
     stopped) no longer walk them."""
     (tmp_path / "probe_app.py").write_text(PROBE_APP)
-    port = _free_port()
-    env = {
-        **{name: value for name, value in os.environ.items() if not name.startswith("VONAGE")},
-        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "1",
-        "GUNICORN_THREADS": "2",
-        "APP_ENV": "development",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-    }
+    port = free_port()
+    # clean_env: blank settings, so a developer's .env (which gunicorn_conf loads)
+    # changes nothing here.
+    env = clean_env(
+        PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]),
+        HOST="127.0.0.1",
+        PORT=str(port),
+        WEB_CONCURRENCY="1",
+        GUNICORN_THREADS="2",
+        APP_ENV="development",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+    )
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "probe_app:app"],
         cwd=tmp_path,
