@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -22,6 +23,12 @@ from app.sms import MAX_CLIENT_REF
 
 class Base(DeclarativeBase):
     pass
+
+
+# The rows of `ix_messages_owned_to`. A query uses that index only when its own
+# WHERE has these very terms; the literal, not a bound parameter, lets every plan
+# of a prepared statement use it (PostgreSQL's generic plans cannot otherwise).
+OWNED_OUTBOUND = text("direction = 'outbound' AND owner IS NOT NULL")
 
 
 class Message(Base):
@@ -63,6 +70,17 @@ class Message(Base):
         Index("ix_messages_status_created", "status", "created_at"),
         Index("ix_messages_to_created", "to_number", "created_at"),
         Index("ix_messages_from_created", "from_number", "created_at"),
+        # Sends that route replies and opt-out events (`REPLY_ROUTING_DAYS`): every
+        # inbound webhook asks whether its sender was sent to by a key. Through
+        # `ix_messages_to_created` that read every message to the number in the
+        # window, which at a million stored messages halved webhook ingest.
+        Index(
+            "ix_messages_owned_to",
+            "to_number",
+            "created_at",
+            sqlite_where=OWNED_OUTBOUND,
+            postgresql_where=OWNED_OUTBOUND,
+        ),
     )
 
 

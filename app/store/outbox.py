@@ -15,7 +15,14 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, exists, func, or_, select, update
 
-from app.store.models import Delivery, Event, Message, MessageEvent, Subscription
+from app.store.models import (
+    OWNED_OUTBOUND,
+    Delivery,
+    Event,
+    Message,
+    MessageEvent,
+    Subscription,
+)
 
 subscriptions = Subscription.__table__
 events = Event.__table__
@@ -136,8 +143,7 @@ _REPLY_OWNER = (
     .where(
         messages.c.to_number == bindparam("number"),
         messages.c.created_at >= bindparam("since"),
-        messages.c.direction == "outbound",
-        messages.c.owner.is_not(None),
+        OWNED_OUTBOUND,
     )
     .order_by(messages.c.created_at.desc())
     .limit(1)
@@ -174,13 +180,7 @@ def owners_texting(connection: Connection, number: str, until: datetime | None =
     if until is not None:
         condition = and_(condition, messages.c.created_at <= until)
     rows = connection.execute(
-        select(messages.c.owner)
-        .where(
-            condition,
-            messages.c.direction == "outbound",
-            messages.c.owner.is_not(None),
-        )
-        .distinct()
+        select(messages.c.owner).where(condition, OWNED_OUTBOUND).distinct()
     ).scalars()
     return set(rows)
 
