@@ -90,7 +90,8 @@ class MessageEvent(Base):
     __tablename__ = "message_events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    message_uuid: Mapped[str] = mapped_column(String(64), index=True)
+    # Looked up through the unique index below, whose first column it is.
+    message_uuid: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20))
     timestamp: Mapped[datetime] = mapped_column(DateTime)
     client_ref: Mapped[str | None] = mapped_column(String(MAX_CLIENT_REF))

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, event
 
-from app.store import ingest, outbox
+from app.store import ingest, messages, outbox
 from app.store.driver import run
 
 SINCE = datetime(2026, 11, 1)
@@ -77,3 +77,15 @@ def test_finding_every_key_that_sent_to_a_number_uses_the_owned_sends_index(conn
 
     assert len(plans) == 2
     assert all(INDEX in plan for plan in plans), plans
+
+
+def test_a_message_s_status_events_are_found_through_the_unique_index(connection):
+    """`message_uuid` has no index of its own: the unique (message_uuid, status,
+    timestamp) one serves these look-ups, and a status webhook writes one index less."""
+    plan = _plan(connection, messages._EVENT_STATUSES, ["7f3c2a9e-0000-4000-8000-000000000001"])
+    with _plans(connection) as plans:
+        outbox.events_for_message(connection, "7f3c2a9e-0000-4000-8000-000000000001")
+
+    for text in [plan, *plans]:
+        assert "SCAN message_events" not in text and "Seq Scan" not in text, text
+        assert "message_events" in text

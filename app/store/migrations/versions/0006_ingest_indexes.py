@@ -1,4 +1,9 @@
-"""an index of the sends that route replies: `ix_messages_owned_to`
+"""indexes for ingest at scale: owned sends indexed, a redundant index dropped
+
+`ix_messages_owned_to` serves the reply-routing reads of every inbound webhook.
+`ix_message_events_message_uuid` repeated the first column of the unique
+(message_uuid, status, timestamp) index, which serves the same look-ups; each
+status webhook paid for writing both.
 
 Revision ID: 0006
 Revises: 0003
@@ -25,7 +30,11 @@ def upgrade() -> None:
         sqlite_where=OWNED_OUTBOUND,
         postgresql_where=OWNED_OUTBOUND,
     )
+    op.drop_index("ix_message_events_message_uuid", table_name="message_events")
 
 
 def downgrade() -> None:
+    op.create_index(
+        "ix_message_events_message_uuid", "message_events", ["message_uuid"], unique=False
+    )
     op.drop_index("ix_messages_owned_to", table_name="messages")
