@@ -10,6 +10,7 @@ queries can silently stop using it: these tests notice.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -29,25 +30,50 @@ def _plan(connection: Connection, sql: str, params: list) -> str:
     if connection.dialect.name == "sqlite":
         rows = run(connection, f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
         return "\n".join(str(row[-1]) for row in rows)
+    numbered = iter(range(1, len(params) + 1))
+    return _generic_plan(connection, re.sub(r"\?", lambda _: f"${next(numbered)}", sql))
+
+
+_PYFORMAT = re.compile(r"%\((\w+)\)s")
+
+
+def _generic_plan(connection: Connection, sql: str) -> str:
+    """PostgreSQL's generic plan of `sql` (written with `$1`…): the plan a statement
+    that psycopg prepares (from its 5th run on a connection) may be given for every
+    run, chosen without the parameters' values. A partial index whose terms are
+    parameters instead of literals is usable only in plans made for given values."""
     # An empty table is read most cheaply by a sequential scan; what matters is
-    # which index the planner can use once the table is large.
-    connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-    rows = run(connection, f"EXPLAIN {sql}", params).fetchall()
+    # which index the planner can use once the table is large. SET LOCAL ends
+    # with the test's transaction; a prepared statement does not, hence DEALLOCATE.
+    # On the driver connection: this runs inside `_plans`' listener too.
+    driver = connection.connection.dbapi_connection
+    driver.execute("SET LOCAL enable_seqscan = off")
+    driver.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    driver.execute(f"PREPARE plan_probe AS {sql}")
+    try:
+        count = len(set(re.findall(r"\$(\d+)", sql)))
+        arguments = ", ".join(["NULL"] * count)
+        rows = driver.execute(f"EXPLAIN EXECUTE plan_probe({arguments})").fetchall()
+    finally:
+        driver.execute("DEALLOCATE plan_probe")
     return "\n".join(row[0] for row in rows)
 
 
 @contextmanager
 def _plans(connection: Connection) -> Iterator[list[str]]:
-    """The plan of every statement `connection` runs through SQLAlchemy meanwhile."""
+    """The plan of every statement `connection` runs through SQLAlchemy meanwhile
+    (on PostgreSQL its generic plan)."""
     plans = []
-    prefix = "EXPLAIN QUERY PLAN " if connection.dialect.name == "sqlite" else "EXPLAIN "
 
     def explain(_conn, cursor, statement, parameters, _context, _executemany):
-        cursor.execute(prefix + statement, parameters)
-        plans.append("\n".join(str(row[-1]) for row in cursor.fetchall()))
+        if connection.dialect.name == "sqlite":
+            cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+            plans.append("\n".join(str(row[-1]) for row in cursor.fetchall()))
+            return
+        names = list(dict.fromkeys(_PYFORMAT.findall(statement)))
+        numbered = _PYFORMAT.sub(lambda match: f"${names.index(match[1]) + 1}", statement)
+        plans.append(_generic_plan(connection, numbered.replace("%%", "%")))
 
-    if connection.dialect.name != "sqlite":
-        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
     event.listen(connection, "before_cursor_execute", explain)
     try:
         yield plans
