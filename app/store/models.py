@@ -28,6 +28,7 @@ class Base(DeclarativeBase):
 # The rows of `ix_messages_owned_to`. A query uses that index only when its own
 # WHERE has these very terms; the literal, not a bound parameter, lets every plan
 # of a prepared statement use it (PostgreSQL's generic plans cannot otherwise).
+# Unqualified names, inside an AND: only for a query on `messages` alone.
 OWNED_OUTBOUND = text("direction = 'outbound' AND owner IS NOT NULL")
 
 
