@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import re
 import sys
@@ -18,7 +19,6 @@ from typing import Any
 
 from dotenv import load_dotenv
 from limits import parse_many
-from limits.storage import SCHEMES
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -167,6 +167,8 @@ def _countries(name: str, raw: Any, problems: list[str]) -> tuple[str, ...]:
 def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
     if name in _COUNTRY_LISTS:
         return _countries(name, raw, problems)
+    if name == "database_url" and isinstance(raw, str):
+        return _with_installed_postgres_driver(raw.strip())
     if name == "api_keys":
         if isinstance(raw, str):
             return tuple(key.strip() for key in raw.split(",") if key.strip())
@@ -187,6 +189,9 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
             value = kind(raw)
         except (TypeError, ValueError):
             problems.append(f"{name.upper()} must be a number, got {raw!r}")
+            return None
+        if not math.isfinite(value):
+            problems.append(f"{name.upper()} must be a finite number, got {raw!r}")
             return None
         if name in _POSITIVE and value <= 0:
             problems.append(f"{name.upper()} must be greater than 0")
@@ -211,6 +216,47 @@ def _retry_schedule(raw: Any, problems: list[str]) -> tuple[float, ...] | None:
     return steps
 
 
+# Heroku and most hosts hand out postgres:// (or postgresql://, whose default
+# driver, psycopg2, is not installed): both mean the psycopg driver this service ships.
+_POSTGRES_SCHEMES = ("postgres://", "postgresql://")
+_DATABASE_BACKENDS = ("sqlite", "postgresql")
+# The rate-limit storages the service is built and tested with (redis-py is installed).
+_RATELIMIT_SCHEMES = ("memory", "redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
+
+
+def _with_installed_postgres_driver(url: str) -> str:
+    for scheme in _POSTGRES_SCHEMES:
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
+def _database_url_problems(database_url: str) -> list[str]:
+    """A URL the app could not open (unknown backend, a driver that is not installed,
+    an SQLite file in a folder that does not exist) stops the start, not each request."""
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        return ["DATABASE_URL is not a SQLAlchemy URL"]
+    if url.get_backend_name() not in _DATABASE_BACKENDS:
+        return [
+            "DATABASE_URL must be sqlite:///path/to/sms.db or postgresql+psycopg://…, "
+            f"got a {url.drivername} URL"
+        ]
+    try:
+        url.get_dialect().import_dbapi()
+    except Exception:  # NoSuchModuleError, ImportError: the driver is not installed
+        return [f"DATABASE_URL names the driver {url.drivername!r}, which is not installed"]
+    database = url.database or ""
+    if url.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
+        if not database.startswith("file:") and not Path(database).parent.is_dir():
+            return [
+                "DATABASE_URL is an SQLite file in a folder that does not exist: "
+                f"{Path(database).parent}"
+            ]
+    return []
+
+
 _API_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?")
 
 
@@ -226,16 +272,13 @@ def _unparseable(settings: Settings) -> list[str]:
             f"got {settings.send_sms_rate_limit!r}"
         )
     scheme = settings.ratelimit_storage_uri.partition("://")[0]
-    if "://" not in settings.ratelimit_storage_uri or scheme not in SCHEMES:
+    if "://" not in settings.ratelimit_storage_uri or scheme not in _RATELIMIT_SCHEMES:
         problems.append(
             "RATELIMIT_STORAGE_URI must be memory:// or redis://host:port/db, "
             f"got {settings.ratelimit_storage_uri!r}"
         )
     if settings.database_url:
-        try:
-            make_url(settings.database_url)
-        except ArgumentError:
-            problems.append("DATABASE_URL is not a SQLAlchemy URL")
+        problems += _database_url_problems(settings.database_url)
     if logging.getLevelName(settings.log_level.upper()) not in range(0, 60):
         problems.append(
             f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}"
@@ -284,6 +327,13 @@ def load_settings(
     if settings.is_production and settings.vonage_ca_bundle:
         if not Path(settings.vonage_ca_bundle).is_file():
             problems.append(f"VONAGE_CA_BUNDLE is not a file: {settings.vonage_ca_bundle}")
+    if settings.is_production and not settings.vonage_ca_bundle:
+        # The bundle the Vonage client takes from the environment (a file or a folder).
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            if environ.get(name):
+                if not Path(environ[name]).exists():
+                    problems.append(f"{name} does not exist: {environ[name]}")
+                break
     if settings.is_production:
         missing = settings.missing_for_production()
         if missing:

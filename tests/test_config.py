@@ -4,6 +4,7 @@ import pytest
 
 from app import create_app
 from app.config import ConfigError, load_settings
+from tests.support import API_KEY, APPLICATION_ID, SIGNATURE_SECRET, VONAGE_NUMBER
 
 
 def test_defaults_for_a_local_run():
@@ -157,3 +158,82 @@ def test_development_accepts_a_ca_bundle_the_simulator_has_not_written_yet(make_
     settings = make_settings(VONAGE_CA_BUNDLE="instance/simulator/cert.pem")
 
     assert settings.vonage_ca_bundle == "instance/simulator/cert.pem"
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf", "Infinity"])
+def test_a_number_that_is_not_finite_is_refused_by_name(value):
+    """float() takes these: an infinite send budget would wait on Vonage forever."""
+    with pytest.raises(ConfigError, match="VONAGE_TIMEOUT_SECONDS must be a finite number"):
+        load_settings({"VONAGE_TIMEOUT_SECONDS": value}, environ={})
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u:p@db.example:5432/sms", "postgresql+psycopg://u:p@db.example:5432/sms"),
+        ("postgresql://u:p@db.example/sms", "postgresql+psycopg://u:p@db.example/sms"),
+        ("postgresql+psycopg://u@db.example/sms", "postgresql+psycopg://u@db.example/sms"),
+    ],
+)
+def test_a_heroku_style_postgres_url_uses_the_installed_driver(url, expected):
+    assert load_settings({"DATABASE_URL": url}, environ={}).database_url == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("mysql://u@db.example/sms", "mysql"),
+        ("postgresql+psycopg2://u@db.example/sms", "not installed"),
+        ("sqlite:////no/such/folder/sms.db", "folder that does not exist"),
+    ],
+)
+def test_a_database_url_the_app_cannot_open_is_refused_by_name(url, named):
+    """Else every worker dies with a traceback (or every request is a 500)."""
+    with pytest.raises(ConfigError) as error:
+        load_settings({"DATABASE_URL": url}, environ={})
+
+    assert "DATABASE_URL" in str(error.value)
+    assert named in str(error.value)
+
+
+def test_an_sqlite_file_in_an_existing_folder_is_accepted(tmp_path):
+    url = f"sqlite:///{tmp_path / 'sms.db'}"
+
+    assert load_settings({"DATABASE_URL": url}, environ={}).database_url == url
+
+
+@pytest.mark.parametrize("uri", ["memcached://127.0.0.1:11211", "mongodb://127.0.0.1:27017"])
+def test_a_rate_limit_storage_the_service_does_not_ship_is_refused(uri):
+    with pytest.raises(ConfigError, match="RATELIMIT_STORAGE_URI"):
+        load_settings({"RATELIMIT_STORAGE_URI": uri}, environ={})
+
+
+@pytest.mark.parametrize("uri", ["memory://", "redis://127.0.0.1:6379/0", "rediss://r.example:1/0"])
+def test_memory_and_redis_storages_are_accepted(uri):
+    assert load_settings({"RATELIMIT_STORAGE_URI": uri}, environ={}).ratelimit_storage_uri == uri
+
+
+def test_production_refuses_a_requests_ca_bundle_that_does_not_exist(tmp_path, private_key_pem):
+    """The Vonage client trusts it on every send: a wrong path fails each send, not the start."""
+    production = {
+        "APP_ENV": "production",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'sms.db'}",
+        "API_KEYS": API_KEY,
+        "VONAGE_APPLICATION_ID": APPLICATION_ID,
+        "VONAGE_PRIVATE_KEY": private_key_pem,
+        "VONAGE_NUMBER": "+" + VONAGE_NUMBER,
+        "VONAGE_SIGNATURE_SECRET": SIGNATURE_SECRET,
+    }
+    missing = str(tmp_path / "missing.pem")
+
+    with pytest.raises(ConfigError, match="REQUESTS_CA_BUNDLE does not exist"):
+        load_settings(production, environ={"REQUESTS_CA_BUNDLE": missing})
+    with pytest.raises(ConfigError, match="CURL_CA_BUNDLE does not exist"):
+        load_settings(production, environ={"CURL_CA_BUNDLE": missing})
+    assert load_settings(production, environ={"REQUESTS_CA_BUNDLE": str(tmp_path)}).is_production
+    assert (
+        load_settings(
+            {**production, "APP_ENV": "development"}, environ={"REQUESTS_CA_BUNDLE": missing}
+        ).app_env
+        == "development"
+    )
