@@ -257,6 +257,14 @@ def _database_url_problems(database_url: str) -> list[str]:
     return []
 
 
+def _without_password(uri: str) -> str:
+    """A URI as an error may show it: `redis://:secret@host` would put a password in logs."""
+    credentials, at, host = uri.rpartition("@")
+    if not at:
+        return uri
+    return f"{credentials.partition(':')[0]}://***@{host}"
+
+
 _API_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?")
 
 
@@ -275,7 +283,7 @@ def _unparseable(settings: Settings) -> list[str]:
     if "://" not in settings.ratelimit_storage_uri or scheme not in _RATELIMIT_SCHEMES:
         problems.append(
             "RATELIMIT_STORAGE_URI must be memory:// or redis://host:port/db, "
-            f"got {settings.ratelimit_storage_uri!r}"
+            f"got {_without_password(settings.ratelimit_storage_uri)!r}"
         )
     if settings.database_url:
         problems += _database_url_problems(settings.database_url)

@@ -237,3 +237,14 @@ def test_production_refuses_a_requests_ca_bundle_that_does_not_exist(tmp_path, p
         ).app_env
         == "development"
     )
+
+
+def test_a_refused_rate_limit_storage_is_named_without_its_password():
+    with pytest.raises(ConfigError) as error:
+        load_settings(
+            {"RATELIMIT_STORAGE_URI": "memcache://app:s3cret-Pa55@cache:11211"}, environ={}
+        )
+
+    assert "RATELIMIT_STORAGE_URI" in str(error.value)
+    assert "s3cret-Pa55" not in str(error.value)
+    assert "memcache://***@cache:11211" in str(error.value)
