@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import re
 import sys
@@ -24,6 +25,7 @@ from sqlalchemy.exc import ArgumentError
 
 from app.destinations import is_country_code
 from app.secret_strength import weak_secret_problems
+from app.sms import canonical_address
 
 REQUIRED_IN_PRODUCTION = (
     "VONAGE_APPLICATION_ID",
@@ -181,12 +183,18 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
         return word in _TRUE
     if name == "event_retry_schedule":
         return _retry_schedule(raw, problems)
+    if name == "vonage_number":
+        # The one canonical form every stored number has (`+1 415-555-0199` is 14155550199).
+        return canonical_address(str(raw).strip())
     if name in _INT_FIELDS or name in _FLOAT_FIELDS:
         kind = int if name in _INT_FIELDS else float
         try:
             value = kind(raw)
         except (TypeError, ValueError):
             problems.append(f"{name.upper()} must be a number, got {raw!r}")
+            return None
+        if not math.isfinite(value):
+            problems.append(f"{name.upper()} must be a finite number, got {raw!r}")
             return None
         if name in _POSITIVE and value <= 0:
             problems.append(f"{name.upper()} must be greater than 0")

@@ -67,6 +67,24 @@ def test_bad_numbers_are_reported():
         load_settings({"SMS_MAX_LENGTH": "0"}, environ={})
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_timeout_that_is_not_finite_is_refused(value):
+    with pytest.raises(ConfigError, match="VONAGE_TIMEOUT_SECONDS"):
+        load_settings({"VONAGE_TIMEOUT_SECONDS": value}, environ={})
+
+
+@pytest.mark.parametrize(
+    ("written", "canonical"),
+    [
+        ("+1 (415) 555-0199", "14155550199"),
+        ("0014155550199", "14155550199"),
+        ("MyBrand", "MyBrand"),
+    ],
+)
+def test_the_sender_number_is_kept_in_canonical_form(written, canonical):
+    assert load_settings({"VONAGE_NUMBER": written}, environ={}).vonage_number == canonical
+
+
 def test_api_keys_are_split_and_trimmed():
     assert load_settings({"API_KEYS": " a , b,,c "}, environ={}).api_keys == ("a", "b", "c")
 
