@@ -25,9 +25,9 @@ def batch_sizes(monkeypatch) -> list[int]:
     sizes: list[int] = []
     real_commit = engine_module._GroupCommitter._commit
 
-    def recording_commit(self, engine, batch):
+    def recording_commit(self, connection, batch):
         sizes.append(len(batch))
-        real_commit(self, engine, batch)
+        real_commit(self, connection, batch)
 
     monkeypatch.setattr(engine_module._GroupCommitter, "_commit", recording_commit)
     return sizes
@@ -355,7 +355,8 @@ def test_a_batch_waits_for_a_foreign_sqlite_lock_at_most_its_time_once(sqlite_en
         batch = [engine_module._Pending(recorded(n), deadline) for n in ("a", "b")]
         started = time.monotonic()
         with pytest.raises(Exception, match="locked"):
-            committer._commit(sqlite_engine, batch)
+            with sqlite_engine.connect() as connection:
+                committer._commit(connection, batch)
         elapsed = time.monotonic() - started
     finally:
         foreign.rollback()
@@ -398,7 +399,8 @@ def test_on_postgresql_batches_of_two_workers_over_the_same_rows_all_end_stored(
     def worker(engine, works):
         committer = engine_module._GroupCommitter(engine_module._ServerQueue())
         batch = [engine_module._Pending(work, time.monotonic() + 10) for work in works]
-        committer._commit(engine, batch)
+        with engine.connect() as connection:
+            committer._commit(connection, batch)
         outcomes.append([pending.error for pending in batch])
 
     threads = [

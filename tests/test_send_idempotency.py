@@ -207,9 +207,9 @@ def test_on_postgresql_a_send_never_shares_a_webhook_batch(app, send, vonage_api
     batched = []
     real = engine_module._GroupCommitter._commit
 
-    def recording(self, engine, batch):
+    def recording(self, connection, batch):
         batched.append(len(batch))
-        return real(self, engine, batch)
+        return real(self, connection, batch)
 
     monkeypatch.setattr(engine_module._GroupCommitter, "_commit", recording)
     accepted(vonage_api)
