@@ -12,6 +12,7 @@ import math
 import os
 import re
 import sys
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,15 @@ _POSITIVE = {
     "event_dispatcher_threads",
     "send_sms_max_in_flight",
 }
+# Past these a value is a typo, and it would fail later, at a request or a sweep
+# (a date or count out of range), instead of at start-up naming the variable.
+_MAXIMUM = {
+    "vonage_timeout_seconds": 300,
+    "reply_routing_days": 36500,
+    "message_retention_days": 36500,
+    "send_sms_daily_limit": 10**9,
+    "event_dispatcher_threads": 1024,
+}
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 DEFAULT_GUNICORN_THREADS = 96
@@ -183,9 +193,6 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
         return word in _TRUE
     if name == "event_retry_schedule":
         return _retry_schedule(raw, problems)
-    if name == "vonage_number":
-        # The one canonical form every stored number has (`+1 415-555-0199` is 14155550199).
-        return canonical_address(str(raw).strip())
     if name in _INT_FIELDS or name in _FLOAT_FIELDS:
         kind = int if name in _INT_FIELDS else float
         try:
@@ -193,14 +200,19 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
         except (TypeError, ValueError):
             problems.append(f"{name.upper()} must be a number, got {raw!r}")
             return None
-        if not math.isfinite(value):
+        if kind is float and not math.isfinite(value):
             problems.append(f"{name.upper()} must be a finite number, got {raw!r}")
             return None
         if name in _POSITIVE and value <= 0:
             problems.append(f"{name.upper()} must be greater than 0")
         if name in _NON_NEGATIVE and value < 0:
             problems.append(f"{name.upper()} must not be negative")
+        if name in _MAXIMUM and value > _MAXIMUM[name]:
+            problems.append(f"{name.upper()} must be at most {_MAXIMUM[name]}")
         return value
+    if name == "vonage_number":
+        # Sent as Vonage's `from`: digits, no `+`, whatever separators it was written with.
+        return canonical_address(str(raw))
     return str(raw).strip() if isinstance(raw, str) else raw
 
 
@@ -268,6 +280,29 @@ def dotenv_path() -> str:
     return find_dotenv(usecwd=True) or find_dotenv()
 
 
+_SENDER_NUMBER = re.compile(r"[0-9]{3,15}")
+
+
+def _malformed_vonage_ids(settings: Settings) -> list[str]:
+    """Vonage's identifiers in their form: a production typo is named at start, not
+    learnt from every send's refusal."""
+    problems = []
+    if settings.vonage_number and not _SENDER_NUMBER.fullmatch(settings.vonage_number):
+        problems.append(
+            "VONAGE_NUMBER must be the sender's phone number, like +14155550199, "
+            f"got {settings.vonage_number!r}"
+        )
+    if settings.vonage_application_id:
+        try:
+            uuid.UUID(settings.vonage_application_id)
+        except ValueError:
+            problems.append("VONAGE_APPLICATION_ID must be the application's UUID")
+    if settings.vonage_signature_secret and settings.vonage_signature_secret in settings.api_keys:
+        # Whoever holds that API key could sign webhooks as Vonage.
+        problems.append("VONAGE_SIGNATURE_SECRET must not be one of API_KEYS")
+    return problems
+
+
 def load_settings(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -306,6 +341,7 @@ def load_settings(
         missing = settings.missing_for_production()
         if missing:
             problems.append("missing required settings: " + ", ".join(missing))
+        problems += _malformed_vonage_ids(settings)
         problems += weak_secret_problems(
             api_keys=settings.api_keys,
             signature_secrets={

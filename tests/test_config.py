@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -67,24 +68,6 @@ def test_bad_numbers_are_reported():
         load_settings({"VONAGE_TIMEOUT_SECONDS": "soon"}, environ={})
     with pytest.raises(ConfigError, match="SMS_MAX_LENGTH"):
         load_settings({"SMS_MAX_LENGTH": "0"}, environ={})
-
-
-@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
-def test_a_timeout_that_is_not_finite_is_refused(value):
-    with pytest.raises(ConfigError, match="VONAGE_TIMEOUT_SECONDS"):
-        load_settings({"VONAGE_TIMEOUT_SECONDS": value}, environ={})
-
-
-@pytest.mark.parametrize(
-    ("written", "canonical"),
-    [
-        ("+1 (415) 555-0199", "14155550199"),
-        ("0014155550199", "14155550199"),
-        ("MyBrand", "MyBrand"),
-    ],
-)
-def test_the_sender_number_is_kept_in_canonical_form(written, canonical):
-    assert load_settings({"VONAGE_NUMBER": written}, environ={}).vonage_number == canonical
 
 
 def test_api_keys_are_split_and_trimmed():
@@ -195,3 +178,53 @@ def test_dotenv_is_read_from_the_working_directory(tmp_path):
     )
 
     assert shown.stdout.strip() == "from-dotenv-key-0123456789", shown.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("VONAGE_TIMEOUT_SECONDS", "nan"),
+        ("VONAGE_TIMEOUT_SECONDS", "inf"),
+        ("VONAGE_TIMEOUT_SECONDS", "1e12"),
+        ("REPLY_ROUTING_DAYS", "9999999999"),
+        ("MESSAGE_RETENTION_DAYS", "9999999999"),
+        ("SEND_SMS_DAILY_LIMIT", "99999999999999999999999"),
+        ("EVENT_DISPATCHER_THREADS", "1000000"),
+    ],
+)
+def test_numbers_that_would_fail_at_the_first_request_refuse_to_start(make_settings, name, value):
+    """Each of these once started, then crashed the factory or answered every
+    webhook or send 500 (a date or a count out of range)."""
+    with pytest.raises(ConfigError, match=name):
+        create_app(make_settings(**{name: value}))
+
+
+def test_the_sender_number_is_sent_in_the_form_vonage_takes(make_app, vonage_api):
+    from tests.support import accepted, auth_headers
+
+    app = make_app(VONAGE_NUMBER="+1 (415) 555-0199")
+    accepted(vonage_api)
+
+    response = app.test_client().post(
+        "/send-sms", json={"to": "+14155550100", "text": "Hi"}, headers=auth_headers()
+    )
+
+    assert response.status_code == 202
+    assert response.json["from"] == "14155550199"
+    [call] = vonage_api.calls
+    assert json.loads(call.request.body)["from"] == "14155550199"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("VONAGE_NUMBER", "hello"),
+        ("VONAGE_APPLICATION_ID", "my-app"),
+        ("VONAGE_SIGNATURE_SECRET", "a-long-random-value-0123456789-key"),
+    ],
+)
+def test_production_refuses_malformed_vonage_settings_naming_them(tmp_path, name, value):
+    from tests.test_secret_strength import production
+
+    with pytest.raises(ConfigError, match=name):
+        load_settings(production(tmp_path, **{name: value}), environ={})
