@@ -12,18 +12,20 @@ import math
 import os
 import re
 import sys
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dotenv import load_dotenv
+from dotenv import find_dotenv, load_dotenv
 from limits import parse_many
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from app.destinations import is_country_code
 from app.secret_strength import weak_secret_problems
+from app.sms import canonical_address
 
 REQUIRED_IN_PRODUCTION = (
     "VONAGE_APPLICATION_ID",
@@ -133,6 +135,15 @@ _POSITIVE = {
     "event_dispatcher_threads",
     "send_sms_max_in_flight",
 }
+# Past these a value is a typo, and it would fail later, at a request or a sweep
+# (a date or count out of range), instead of at start-up naming the variable.
+_MAXIMUM = {
+    "vonage_timeout_seconds": 300,
+    "reply_routing_days": 36500,
+    "message_retention_days": 36500,
+    "send_sms_daily_limit": 10**9,
+    "event_dispatcher_threads": 1024,
+}
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 DEFAULT_GUNICORN_THREADS = 96
@@ -190,14 +201,19 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
         except (TypeError, ValueError):
             problems.append(f"{name.upper()} must be a number, got {raw!r}")
             return None
-        if not math.isfinite(value):
+        if kind is float and not math.isfinite(value):
             problems.append(f"{name.upper()} must be a finite number, got {raw!r}")
             return None
         if name in _POSITIVE and value <= 0:
             problems.append(f"{name.upper()} must be greater than 0")
         if name in _NON_NEGATIVE and value < 0:
             problems.append(f"{name.upper()} must not be negative")
+        if name in _MAXIMUM and value > _MAXIMUM[name]:
+            problems.append(f"{name.upper()} must be at most {_MAXIMUM[name]}")
         return value
+    if name == "vonage_number":
+        # Sent as Vonage's `from`: digits, no `+`, whatever separators it was written with.
+        return canonical_address(str(raw))
     return str(raw).strip() if isinstance(raw, str) else raw
 
 
@@ -301,6 +317,39 @@ def _unparseable(settings: Settings) -> list[str]:
     return problems
 
 
+def dotenv_path() -> str:
+    """The `.env` of the working directory (or the nearest folder above it), as the
+    `flask` command finds it; else the one above the package (a checkout's own).
+
+    python-dotenv's default search starts from the calling module's folder, so
+    `python -m app` or gunicorn started in a deployment folder ignored its `.env`.
+    """
+    return find_dotenv(usecwd=True) or find_dotenv()
+
+
+_SENDER_NUMBER = re.compile(r"[0-9]{3,15}")
+
+
+def _malformed_vonage_ids(settings: Settings) -> list[str]:
+    """Vonage's identifiers in their form: a production typo is named at start, not
+    learnt from every send's refusal."""
+    problems = []
+    if settings.vonage_number and not _SENDER_NUMBER.fullmatch(settings.vonage_number):
+        problems.append(
+            "VONAGE_NUMBER must be the sender's phone number, like +14155550199, "
+            f"got {settings.vonage_number!r}"
+        )
+    if settings.vonage_application_id:
+        try:
+            uuid.UUID(settings.vonage_application_id)
+        except ValueError:
+            problems.append("VONAGE_APPLICATION_ID must be the application's UUID")
+    if settings.vonage_signature_secret and settings.vonage_signature_secret in settings.api_keys:
+        # Whoever holds that API key could sign webhooks as Vonage.
+        problems.append("VONAGE_SIGNATURE_SECRET must not be one of API_KEYS")
+    return problems
+
+
 def load_settings(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -311,7 +360,7 @@ def load_settings(
     build an app with their own settings and never touch `os.environ`.
     """
     if environ is None:
-        load_dotenv(override=False)
+        load_dotenv(dotenv_path(), override=False)
         environ = os.environ
     values: dict[str, Any] = {}
     problems: list[str] = []
@@ -346,6 +395,7 @@ def load_settings(
         missing = settings.missing_for_production()
         if missing:
             problems.append("missing required settings: " + ", ".join(missing))
+        problems += _malformed_vonage_ids(settings)
         problems += weak_secret_problems(
             api_keys=settings.api_keys,
             signature_secrets={

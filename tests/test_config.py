@@ -1,10 +1,12 @@
+import json
+import subprocess
 import sys
 
 import pytest
 
 from app import create_app
 from app.config import ConfigError, load_settings
-from tests.support import API_KEY, APPLICATION_ID, SIGNATURE_SECRET, VONAGE_NUMBER
+from tests.support import API_KEY, APPLICATION_ID, SIGNATURE_SECRET, VONAGE_NUMBER, clean_env
 
 
 def test_defaults_for_a_local_run():
@@ -160,13 +162,6 @@ def test_development_accepts_a_ca_bundle_the_simulator_has_not_written_yet(make_
     assert settings.vonage_ca_bundle == "instance/simulator/cert.pem"
 
 
-@pytest.mark.parametrize("value", ["inf", "nan", "-inf", "Infinity"])
-def test_a_number_that_is_not_finite_is_refused_by_name(value):
-    """float() takes these: an infinite send budget would wait on Vonage forever."""
-    with pytest.raises(ConfigError, match="VONAGE_TIMEOUT_SECONDS must be a finite number"):
-        load_settings({"VONAGE_TIMEOUT_SECONDS": value}, environ={})
-
-
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
@@ -248,3 +243,71 @@ def test_a_refused_rate_limit_storage_is_named_without_its_password():
     assert "RATELIMIT_STORAGE_URI" in str(error.value)
     assert "s3cret-Pa55" not in str(error.value)
     assert "memcache://***@cache:11211" in str(error.value)
+
+
+def test_dotenv_is_read_from_the_working_directory(tmp_path):
+    """As `python -m app` or gunicorn started in a deployment folder reads it."""
+    (tmp_path / ".env").write_text("API_KEYS=from-dotenv-key-0123456789\n")
+    script = tmp_path / "elsewhere" / "show_keys.py"
+    script.parent.mkdir()
+    script.write_text(
+        "from app.config import load_settings\nprint(','.join(load_settings().api_keys))\n"
+    )
+    env = clean_env()
+    del env["API_KEYS"]
+
+    shown = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+
+    assert shown.stdout.strip() == "from-dotenv-key-0123456789", shown.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("VONAGE_TIMEOUT_SECONDS", "nan"),
+        ("VONAGE_TIMEOUT_SECONDS", "inf"),
+        ("VONAGE_TIMEOUT_SECONDS", "1e12"),
+        ("REPLY_ROUTING_DAYS", "9999999999"),
+        ("MESSAGE_RETENTION_DAYS", "9999999999"),
+        ("SEND_SMS_DAILY_LIMIT", "99999999999999999999999"),
+        ("EVENT_DISPATCHER_THREADS", "1000000"),
+    ],
+)
+def test_numbers_that_would_fail_at_the_first_request_refuse_to_start(make_settings, name, value):
+    """Each of these once started, then crashed the factory or answered every
+    webhook or send 500 (a date or a count out of range)."""
+    with pytest.raises(ConfigError, match=name):
+        create_app(make_settings(**{name: value}))
+
+
+def test_the_sender_number_is_sent_in_the_form_vonage_takes(make_app, vonage_api):
+    from tests.support import accepted, auth_headers
+
+    app = make_app(VONAGE_NUMBER="+1 (415) 555-0199")
+    accepted(vonage_api)
+
+    response = app.test_client().post(
+        "/send-sms", json={"to": "+14155550100", "text": "Hi"}, headers=auth_headers()
+    )
+
+    assert response.status_code == 202
+    assert response.json["from"] == "14155550199"
+    [call] = vonage_api.calls
+    assert json.loads(call.request.body)["from"] == "14155550199"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("VONAGE_NUMBER", "hello"),
+        ("VONAGE_APPLICATION_ID", "my-app"),
+        ("VONAGE_SIGNATURE_SECRET", "a-long-random-value-0123456789-key"),
+    ],
+)
+def test_production_refuses_malformed_vonage_settings_naming_them(tmp_path, name, value):
+    from tests.test_secret_strength import production
+
+    with pytest.raises(ConfigError, match=name):
+        load_settings(production(tmp_path, **{name: value}), environ={})

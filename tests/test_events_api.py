@@ -138,6 +138,12 @@ def test_production_takes_https_urls_only(make_app):
         "http://[fe80::1]/hook",
         "http://[fe80::1%25eth0]/hook",
         "http://8.8.8.8:0/hook",
+        # IPv6 that carries a private IPv4 address: NAT64, 6to4, IPv4-compatible, -translated.
+        "http://[64:ff9b::7f00:1]/hook",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+        "http://[2002:7f00:1::]/hook",
+        "http://[::127.0.0.1]/hook",
+        "http://[::ffff:0:127.0.0.1]/hook",
     ],
 )
 def test_private_destinations_are_refused_at_subscribe(make_app, url):
@@ -156,6 +162,15 @@ def test_public_address_is_accepted_when_private_ones_are_refused(make_app):
     response = subscribe(app.test_client(), url="https://93.184.215.14/hook")
 
     assert response.status_code == 201
+
+
+def test_a_public_address_through_nat64_is_accepted(make_app):
+    app = make_app(EVENT_ALLOW_PRIVATE_URLS="false")
+
+    response = subscribe(app.test_client(), url="https://[64:ff9b::5db8:d70e]/hook")
+
+    assert response.status_code == 201
+    assert count_rows(app, "subscriptions") == 1
 
 
 def test_private_destinations_are_allowed_in_development_by_default(client):

@@ -616,3 +616,19 @@ def test_every_option_shows_its_default_in_help(capsys):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "(default: 8443)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("body", [b'{"to": "14155550100",', b"", b"\xff\xfe"])
+def test_a_body_that_is_not_json_is_400_invalid_json_as_vonage_answers(
+    simulator, state, bearer, app_webhooks, body
+):
+    response = simulator.post(
+        "/v1/messages",
+        data=body,
+        headers={"Authorization": bearer, "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["type"] == "https://developer.vonage.com/api-errors#invalid-json"
+    assert state.messages[0]["message_uuid"] is None
+    assert len(app_webhooks.calls) == 0

@@ -122,6 +122,37 @@ def test_messenger_ids_are_kept_as_vonage_writes_them(app, client, signed_webhoo
     assert (message["from"], message["to"]) == ("7654321098765432", "+1234567890")
 
 
+@pytest.mark.parametrize(
+    ("channel", "message_type", "content", "text"),
+    [
+        # vonage-dotnet-sdk ShouldDeserializeWhatsAppReply: a list or reply-button row.
+        (
+            "whatsapp",
+            "reply",
+            {"id": "row1", "title": "9am", "description": "Select 9am appointment time"},
+            "9am",
+        ),
+        ("whatsapp", "button", {"payload": "yes-please", "text": "Yes please"}, "Yes please"),
+        ("rcs", "reply", {"id": "q1", "title": "Tomorrow"}, "Tomorrow"),
+    ],
+)
+def test_an_interactive_answer_keeps_what_the_user_tapped_as_its_text(
+    app, client, signed_webhook, channel, message_type, content, text
+):
+    payload = v1_inbound(channel, message_type=message_type, **{message_type: content})
+    del payload["text"]
+
+    assert signed_webhook("/webhooks/inbound", payload).status_code == 200
+
+    message = client.get(f"/messages/{payload['message_uuid']}", headers=auth_headers()).json
+    assert (message["channel"], message["message_type"], message["text"]) == (
+        channel,
+        message_type,
+        text,
+    )
+    assert count_rows(app, "opt_outs") == 0
+
+
 @pytest.mark.parametrize("channel", ["rcs", "viber_service"])
 def test_rcs_and_viber_are_kept_with_their_channel(app, signed_webhook, channel):
     payload = v1_inbound(channel)

@@ -61,10 +61,29 @@ def parse_url(url: object, *, https_only: bool) -> Destination:
     return Destination(parts.scheme, host, port or (443 if parts.scheme == "https" else 80), path)
 
 
+# NAT64: the well-known prefix carries an IPv4 address in its last 32 bits (RFC 6052);
+# the local-use one is never a public destination.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+
+
 def forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Anything but a public unicast address (loopback, private, link-local, metadata, ...)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Anything but a public unicast address (loopback, private, link-local, metadata, ...).
+
+    An IPv6 address that carries an IPv4 one to reach (mapped, NAT64, 6to4) is
+    judged by that IPv4 address: `64:ff9b::7f00:1` is 127.0.0.1 through a NAT64
+    gateway, though Python calls it global. The rest of the reserved `::/8` (the
+    deprecated IPv4-compatible `::127.0.0.1` among them) is refused outright.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif address in _NAT64:  # inside ::/8, so before the reserved check
+            return forbidden(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        elif address.is_reserved or address in _LOCAL_NAT64:
+            return True
+        elif address.sixtofour is not None and forbidden(address.sixtofour):
+            return True
     return not address.is_global or address.is_multicast or address.is_unspecified
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -73,10 +74,10 @@ def _add_send_route(app: Flask, config: SimConfig, state: SimState, sender: Webh
     @app.post("/v1/messages")
     def send_message():
         faults = state.take_faults()
-        body = request.get_json(silent=True)
+        body, is_json = _json_body()
         entry = {
             "received_at": datetime.now(UTC).isoformat(),
-            "request": body if body is not None else request.get_data(as_text=True),
+            "request": body if is_json else request.get_data(as_text=True),
             "response_status": None,
             "message_uuid": None,
         }
@@ -89,6 +90,8 @@ def _add_send_route(app: Flask, config: SimConfig, state: SimState, sender: Webh
         )
         if refusal:
             return _answer(state, entry, 401, vonage_api.unauthorized(refusal))
+        if not is_json:
+            return _answer(state, entry, 400, vonage_api.invalid_json_problem())
         errors = vonage_api.invalid_parameters(body)
         if errors:
             return _answer(state, entry, 422, vonage_api.invalid_params_problem(errors))
@@ -112,6 +115,14 @@ def _add_send_route(app: Flask, config: SimConfig, state: SimState, sender: Webh
         else:
             sender.in_background(deliver)
         return _answer(state, entry, 202, {"message_uuid": message_uuid})
+
+
+def _json_body() -> tuple[Any, bool]:
+    """The body's JSON value and whether it was JSON, whatever its Content-Type says."""
+    try:
+        return json.loads(request.get_data(cache=True)), True
+    except ValueError:
+        return None, False
 
 
 def _answer(

@@ -110,6 +110,15 @@ def invalid_parameters(body: Any) -> list[dict[str, str]]:
     return errors
 
 
+def invalid_json_problem() -> dict[str, Any]:
+    """Vonage's 400 for a body that is not JSON at all (its SDKs' `bad-request` fixture)."""
+    return problem(
+        "#invalid-json",
+        "The request body did not contain valid JSON",
+        "The request body could not be parsed as JSON.",
+    )
+
+
 def invalid_params_problem(errors: list[dict[str, str]]) -> dict[str, Any]:
     return problem(
         "/messages#1150",

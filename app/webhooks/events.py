@@ -106,6 +106,17 @@ def _media(payload: dict, message_type: str | None) -> tuple[str | None, str | N
     )
 
 
+# Interactive answers (WhatsApp, RCS): what the user tapped is the message's text.
+_CHOICE_TEXT = {"reply": "title", "button": "text"}
+
+
+def _choice(payload: dict, message_type: str | None) -> str | None:
+    """The title of a `reply` (a list or button row) or the text of a `button`."""
+    field = _CHOICE_TEXT.get(message_type or "")
+    value = _object(payload, message_type).get(field) if field else None
+    return value if isinstance(value, str) else None
+
+
 def parse_inbound(payload: dict) -> dict[str, Any]:
     errors: list = []
     message_uuid = _string(payload, "message_uuid", errors)
@@ -122,7 +133,8 @@ def parse_inbound(payload: dict) -> dict[str, Any]:
     if errors:
         raise validation_problem(errors)
     media_url, caption = _media(payload, message_type)
-    text = text if text is not None else caption
+    if text is None:
+        text = caption if caption is not None else _choice(payload, message_type)
     is_sms = channel == SMS
     return {
         "id": str(uuid.uuid4()),
