@@ -247,9 +247,10 @@ def _with_installed_postgres_driver(url: str) -> str:
     return url
 
 
-def _database_url_problems(database_url: str) -> list[str]:
-    """A URL the app could not open (unknown backend, a driver that is not installed,
-    an SQLite file in a folder that does not exist) stops the start, not each request."""
+def _database_url_problems(database_url: str, *, production: bool) -> list[str]:
+    """A URL the app could not open (unknown backend, a driver that is not installed;
+    in production, an SQLite file in a folder that does not exist) stops the start,
+    rather than failing every request (500s, or 503s for the missing folder)."""
     try:
         url = make_url(database_url)
     except ArgumentError:
@@ -264,7 +265,7 @@ def _database_url_problems(database_url: str) -> list[str]:
     except Exception:  # NoSuchModuleError, ImportError: the driver is not installed
         return [f"DATABASE_URL names the driver {url.drivername!r}, which is not installed"]
     database = url.database or ""
-    if url.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
+    if production and url.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
         if not database.startswith("file:") and not Path(database).parent.is_dir():
             return [
                 "DATABASE_URL is an SQLite file in a folder that does not exist: "
@@ -302,7 +303,7 @@ def _unparseable(settings: Settings) -> list[str]:
             f"got {_without_password(settings.ratelimit_storage_uri)!r}"
         )
     if settings.database_url:
-        problems += _database_url_problems(settings.database_url)
+        problems += _database_url_problems(settings.database_url, production=settings.is_production)
     if logging.getLevelName(settings.log_level.upper()) not in range(0, 60):
         problems.append(
             f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}"

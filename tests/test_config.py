@@ -179,7 +179,6 @@ def test_a_heroku_style_postgres_url_uses_the_installed_driver(url, expected):
     [
         ("mysql://u@db.example/sms", "mysql"),
         ("postgresql+psycopg2://u@db.example/sms", "not installed"),
-        ("sqlite:////no/such/folder/sms.db", "folder that does not exist"),
     ],
 )
 def test_a_database_url_the_app_cannot_open_is_refused_by_name(url, named):
@@ -189,6 +188,16 @@ def test_a_database_url_the_app_cannot_open_is_refused_by_name(url, named):
 
     assert "DATABASE_URL" in str(error.value)
     assert named in str(error.value)
+
+
+def test_production_refuses_an_sqlite_file_in_a_folder_that_does_not_exist(tmp_path):
+    """Development starts (every write is a 503 until the folder exists); production
+    names the setting at start instead of serving 503s."""
+    url = f"sqlite:///{tmp_path / 'gone' / 'sms.db'}"
+
+    with pytest.raises(ConfigError, match="DATABASE_URL is an SQLite file in a folder"):
+        load_settings(production_settings(tmp_path, DATABASE_URL=url), environ={})
+    assert load_settings({"DATABASE_URL": url}, environ={}).database_url == url
 
 
 def test_an_sqlite_file_in_an_existing_folder_is_accepted(tmp_path):
@@ -206,6 +215,12 @@ def test_a_rate_limit_storage_the_service_does_not_ship_is_refused(uri):
 @pytest.mark.parametrize("uri", ["memory://", "redis://127.0.0.1:6379/0", "rediss://r.example:1/0"])
 def test_memory_and_redis_storages_are_accepted(uri):
     assert load_settings({"RATELIMIT_STORAGE_URI": uri}, environ={}).ratelimit_storage_uri == uri
+
+
+def production_settings(tmp_path, **overrides):
+    from tests.test_secret_strength import production
+
+    return production(tmp_path, **overrides)
 
 
 def test_production_refuses_a_requests_ca_bundle_that_does_not_exist(tmp_path, private_key_pem):
