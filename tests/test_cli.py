@@ -445,3 +445,14 @@ def test_a_database_that_does_not_answer_is_one_line_naming_it_not_a_traceback(m
     assert isinstance(result.exception, SystemExit), result.exception
     assert "database error (DATABASE_URL): OperationalError" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("threads", ["0", "-1"])
+def test_dispatch_refuses_a_thread_count_below_one_before_starting(runner, threads):
+    """`--threads -1` reached ThreadPoolExecutor: a ValueError traceback; 0 silently
+    meant the default."""
+    result = runner.invoke(args=["dispatch", "--threads", threads])
+
+    assert result.exit_code == 2
+    assert "--threads" in result.output
+    assert "dispatcher started" not in result.output
