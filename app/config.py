@@ -351,6 +351,21 @@ def _malformed_vonage_ids(settings: Settings) -> list[str]:
     return problems
 
 
+def _ca_bundle_problems(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """VONAGE_CA_BUNDLE, else the bundle the Vonage client takes from the environment
+    (a file or a folder): a wrong path would fail every send, not the start."""
+    if settings.vonage_ca_bundle:
+        if not Path(settings.vonage_ca_bundle).is_file():
+            return [f"VONAGE_CA_BUNDLE is not a file: {settings.vonage_ca_bundle}"]
+        return []
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        if environ.get(name):
+            if not Path(environ[name]).exists():
+                return [f"{name} does not exist: {environ[name]}"]
+            return []
+    return []
+
+
 def load_settings(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -382,17 +397,8 @@ def load_settings(
     if settings.log_format not in ("json", "text"):
         problems.append(f"LOG_FORMAT must be json or text, got {settings.log_format!r}")
     problems += _unparseable(settings)
-    if settings.is_production and settings.vonage_ca_bundle:
-        if not Path(settings.vonage_ca_bundle).is_file():
-            problems.append(f"VONAGE_CA_BUNDLE is not a file: {settings.vonage_ca_bundle}")
-    if settings.is_production and not settings.vonage_ca_bundle:
-        # The bundle the Vonage client takes from the environment (a file or a folder).
-        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-            if environ.get(name):
-                if not Path(environ[name]).exists():
-                    problems.append(f"{name} does not exist: {environ[name]}")
-                break
     if settings.is_production:
+        problems += _ca_bundle_problems(settings, environ)
         missing = settings.missing_for_production()
         if missing:
             problems.append("missing required settings: " + ", ".join(missing))
