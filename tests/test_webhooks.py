@@ -154,6 +154,19 @@ def test_signed_body_that_is_not_utf8_json_is_400(app, signed_webhook, body):
     assert count_rows(app, "dead_letters") == 0
 
 
+def test_a_signed_body_with_a_byte_order_mark_is_stored_not_refused(app, signed_webhook):
+    payload = inbound_payload()
+    body = b"\xef\xbb\xbf" + json.dumps(payload).encode()
+
+    response = signed_webhook("/webhooks/inbound", None, body=body)
+
+    assert response.status_code == 200
+    with app.extensions["db"].connect() as connection:
+        row = connection.execute(text("SELECT * FROM messages")).one()._mapping
+    assert (row["message_uuid"], row["text"]) == (payload["message_uuid"], "Hello there")
+    assert count_rows(app, "dead_letters") == 0
+
+
 @pytest.mark.parametrize("body", [b"[1, 2]", b'"text"', b"null"])
 def test_signed_json_that_is_not_an_object_is_kept_as_a_dead_letter(app, signed_webhook, body):
     response = signed_webhook("/webhooks/inbound", None, body=body)
