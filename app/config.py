@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dotenv import load_dotenv
+from dotenv import find_dotenv, load_dotenv
 from limits import parse_many
 from limits.storage import SCHEMES
 from sqlalchemy.engine import make_url
@@ -270,6 +270,16 @@ def _unparseable(settings: Settings) -> list[str]:
     return problems
 
 
+def dotenv_path() -> str:
+    """The `.env` of the working directory (or the nearest folder above it), as the
+    `flask` command finds it; else the one above the package (a checkout's own).
+
+    python-dotenv's default search starts from the calling module's folder, so
+    `python -m app` or gunicorn started in a deployment folder ignored its `.env`.
+    """
+    return find_dotenv(usecwd=True) or find_dotenv()
+
+
 _SENDER_NUMBER = re.compile(r"[0-9]{3,15}")
 
 
@@ -303,7 +313,7 @@ def load_settings(
     build an app with their own settings and never touch `os.environ`.
     """
     if environ is None:
-        load_dotenv(override=False)
+        load_dotenv(dotenv_path(), override=False)
         environ = os.environ
     values: dict[str, Any] = {}
     problems: list[str] = []

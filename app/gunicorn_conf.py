@@ -10,10 +10,11 @@ import os
 import shutil
 import tempfile
 
-from dotenv import load_dotenv
+from dotenv import find_dotenv, load_dotenv
 
 # .env may set HOST, PORT and FORWARDED_ALLOW_IPS too; the environment wins.
-load_dotenv(override=False)
+# The working directory's, as app.config.dotenv_path finds it.
+load_dotenv(find_dotenv(usecwd=True) or find_dotenv(), override=False)
 
 
 def _whole_number(name: str, default: int) -> int:

@@ -288,6 +288,8 @@ class VonageClient:
             raise VonageFailed(str(error), status_code=error.status_code) from None
         except requests.RequestException as error:
             raise _from_transport_error(error) from None
+        except ConnectionRefusedError:
+            raise _Transient(VonageUnavailable("could not connect to Vonage")) from None
         except OSError:
             # requests could not read the CA bundle; nothing was sent.
             raise VonageUnavailable(
@@ -316,7 +318,11 @@ def _from_transport_error(error: requests.RequestException) -> Exception:
     reason = error.args[0] if error.args else None
     if isinstance(reason, MaxRetryError):
         reason = reason.reason
-    if isinstance(error, requests.ConnectionError) and isinstance(reason, NewConnectionError):
+    if isinstance(error, requests.ConnectionError) and (
+        isinstance(reason, NewConnectionError | ConnectionRefusedError)
+        or "connection refused" in str(error).lower()
+    ):
+        # Refused: nothing reached Vonage, however the error was wrapped.
         return _Transient(VonageUnavailable("could not connect to Vonage"))
     return VonageFailed("the connection to Vonage broke after the request was sent")
 

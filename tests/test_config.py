@@ -1,10 +1,12 @@
 import json
+import subprocess
 import sys
 
 import pytest
 
 from app import create_app
 from app.config import ConfigError, load_settings
+from tests.support import clean_env
 
 
 def test_defaults_for_a_local_run():
@@ -158,6 +160,24 @@ def test_development_accepts_a_ca_bundle_the_simulator_has_not_written_yet(make_
     settings = make_settings(VONAGE_CA_BUNDLE="instance/simulator/cert.pem")
 
     assert settings.vonage_ca_bundle == "instance/simulator/cert.pem"
+
+
+def test_dotenv_is_read_from_the_working_directory(tmp_path):
+    """As `python -m app` or gunicorn started in a deployment folder reads it."""
+    (tmp_path / ".env").write_text("API_KEYS=from-dotenv-key-0123456789\n")
+    script = tmp_path / "elsewhere" / "show_keys.py"
+    script.parent.mkdir()
+    script.write_text(
+        "from app.config import load_settings\nprint(','.join(load_settings().api_keys))\n"
+    )
+    env = clean_env()
+    del env["API_KEYS"]
+
+    shown = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+
+    assert shown.stdout.strip() == "from-dotenv-key-0123456789", shown.stderr
 
 
 @pytest.mark.parametrize(

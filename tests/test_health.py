@@ -51,3 +51,10 @@ def test_ready_probes_write_at_most_once_per_interval(app, client, monkeypatch):
     answers = [client.get("/health/ready").status_code for _ in range(5)]
     assert answers == [200] * 5
     assert len(writes) == 1
+
+
+def test_not_ready_when_the_sqlite_folder_is_missing(make_app, tmp_path):
+    app = make_app(DATABASE_URL=f"sqlite:///{tmp_path / 'gone' / 'sms.db'}")
+    response = app.test_client().get("/health/ready")
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"

@@ -121,6 +121,9 @@ def test_filters_by_direction_number_and_status(app, client):
         "cursor=WyJ4IiwgMV0",
         "cursor=%FF%FE",
         "unknown=1",
+        "limit=1&limit=500",
+        "direction=inbound&direction=outbound",
+        "status=delivered&status=exploded",
     ],
 )
 def test_hostile_or_bad_queries_are_422(client, query):

@@ -19,8 +19,17 @@ def test_503_then_202_is_retried_once(app, send, vonage_api):
     assert len(app.config["SLEEPS"]) == 1
 
 
-def test_connection_refused_is_retried(send, vonage_api):
-    refused = requests.ConnectionError(NewConnectionError(None, "Connection refused"))
+@pytest.mark.parametrize(
+    "refused",
+    [
+        requests.ConnectionError(NewConnectionError(None, "Connection refused")),
+        requests.ConnectionError("[Errno 111] Connection refused"),
+        requests.ConnectionError(ConnectionRefusedError(111, "Connection refused")),
+        ConnectionRefusedError(111, "Connection refused"),
+    ],
+    ids=["urllib3", "words", "wrapped", "bare"],
+)
+def test_connection_refused_is_retried(send, vonage_api, refused):
     vonage_api.post(MESSAGES_URL, body=refused)
     accepted(vonage_api)
     assert send({"to": TO, "text": "Hello"}).status_code == 202

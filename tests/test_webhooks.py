@@ -425,6 +425,9 @@ def test_status_for_unknown_message_is_kept_and_visible(app, client, signed_webh
     assert response.status_code == 200
     assert response.json["status"] == "delivered"
     assert [e["status"] for e in response.json["events"]] == ["delivered"]
+    price = response.json["events"][0]["price"]
+    assert price is not None
+    assert (response.json["price"], response.json["currency"]) == (price, "EUR")
 
 
 def test_status_that_arrives_before_the_send_returns_is_not_lost(app, send, vonage_api):

@@ -119,6 +119,9 @@ def _history_query(args):
     allowed = {"direction", "channel", "number", "status", "limit", "cursor"}
     for name in sorted(set(args) - allowed):
         errors.append({"field": name, "message": "is not a known filter"})
+    for name in sorted(allowed & set(args)):
+        if len(args.getlist(name)) > 1:
+            errors.append({"field": name, "message": "must be given once"})
     direction = args.get("direction")
     if direction is not None and direction not in message_filters.DIRECTIONS:
         errors.append({"field": "direction", "message": "must be inbound or outbound"})

@@ -43,6 +43,7 @@ def message_json(row: dict[str, Any]) -> dict[str, Any]:
 def known_only_by_events(message_uuid: str, events: list[dict[str, Any]]) -> dict[str, Any]:
     """A message seen only through status webhooks: what its events tell of it."""
     latest = max(events, key=lambda event: rank(event["status"]))
+    priced = next((event for event in reversed(events) if event.get("price") is not None), {})
     row = {
         "id": None,
         "message_uuid": message_uuid,
@@ -56,6 +57,8 @@ def known_only_by_events(message_uuid: str, events: list[dict[str, Any]]) -> dic
         "encoding": None,
         "client_ref": None,
         "error": latest["error"],
+        "price": priced.get("price"),
+        "currency": priced.get("currency"),
         "created_at": events[0]["received_at"],
         "updated_at": events[-1]["received_at"],
     }

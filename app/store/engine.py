@@ -176,7 +176,12 @@ class _WriterQueue:
 
     def __init__(self, database: str) -> None:
         self._threads = threading.Lock()
-        self._fd = os.open(f"{database}.write.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self._fd = os.open(f"{database}.write.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            # The database's folder is missing or not writable: the database is
+            # unavailable (a 503, and a webhook Vonage sends again), not a fault.
+            raise OperationalError("opening the SQLite write lock", None, error) from None
 
     @contextmanager
     def held(self, timeout: float) -> Iterator[None]:
