@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 import requests
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from tests.support import (
@@ -50,6 +51,23 @@ def test_missing_authorization_is_503_so_vonage_retries(app, client, path):
     response = client.post(path, json=inbound_payload())
     assert response.status_code == 503
     assert response.mimetype == "application/problem+json"
+    assert count_rows(app, "messages") == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"), [("/webhooks/inbound", "inbound"), ("/webhooks/status", "status")]
+)
+def test_options_is_answered_like_every_other_route_not_as_an_unsigned_webhook(
+    app, client, path, kind
+):
+    labels = {"kind": kind, "outcome": "unsigned"}
+    unsigned_before = REGISTRY.get_sample_value("sms_webhooks_total", labels) or 0.0
+
+    response = client.options(path)
+
+    assert response.status_code == 204
+    assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+    assert (REGISTRY.get_sample_value("sms_webhooks_total", labels) or 0.0) == unsigned_before
     assert count_rows(app, "messages") == 0
 
 
@@ -133,6 +151,19 @@ def test_signed_body_that_is_not_utf8_json_is_400(app, signed_webhook, body):
     response = signed_webhook("/webhooks/inbound", None, body=body)
     assert response.status_code == 400
     assert count_rows(app, "messages") == 0
+    assert count_rows(app, "dead_letters") == 0
+
+
+def test_a_signed_body_with_a_byte_order_mark_is_stored_not_refused(app, signed_webhook):
+    payload = inbound_payload()
+    body = b"\xef\xbb\xbf" + json.dumps(payload).encode()
+
+    response = signed_webhook("/webhooks/inbound", None, body=body)
+
+    assert response.status_code == 200
+    with app.extensions["db"].connect() as connection:
+        row = connection.execute(text("SELECT * FROM messages")).one()._mapping
+    assert (row["message_uuid"], row["text"]) == (payload["message_uuid"], "Hello there")
     assert count_rows(app, "dead_letters") == 0
 
 

@@ -91,7 +91,8 @@ def _without_lone_surrogates(value: Any) -> Any:
 def decode(body: bytes) -> Any:
     """The JSON value of `body`; NotJson if it is not UTF-8 JSON, _OddJson if non-standard."""
     try:
-        text = body.decode("utf-8")
+        # RFC 8259 lets a parser ignore a byte order mark; refusing it would lose the event.
+        text = body.decode("utf-8-sig")
         value = json.loads(
             text,
             parse_constant=_refuse_constant,

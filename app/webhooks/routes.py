@@ -45,6 +45,8 @@ def _count(outcome: str) -> None:
 
 @bp.before_request
 def verify_signature() -> None:
+    if request.method == "OPTIONS":
+        return  # Flask's own answer (204, Allow): it reads no body and stores nothing
     config = settings()
     secrets = [config.vonage_signature_secret, config.vonage_signature_secret_previous]
     if not config.vonage_signature_secret:
