@@ -2,9 +2,11 @@
 route that writes answers 503 problem+json (Vonage sends a webhook again), never 500."""
 
 import json
+import os
 
 import pytest
 
+from tests.integration.conftest import fresh_postgres_database
 from tests.support import TO, accepted, auth_headers, inbound_payload, signed_headers
 
 
@@ -45,3 +47,46 @@ def test_a_send_answers_503_and_calls_no_one(unavailable, tmp_path, vonage_api):
     assert response.mimetype == "application/problem+json"
     assert len(vonage_api.calls) == 0
     assert not (tmp_path / "gone").exists()
+
+
+POSTGRES_SERVER = os.environ.get("TEST_POSTGRES_URL", "")
+
+
+@pytest.fixture
+def unmigrated(make_app):
+    """PostgreSQL before the release phase ran `migrate`: the database has no tables."""
+    if not POSTGRES_SERVER:
+        pytest.skip("needs TEST_POSTGRES_URL (see .ci/run)")
+    with fresh_postgres_database(POSTGRES_SERVER, "sms_unmigrated") as url:
+        app = make_app(DATABASE_URL=url)
+        yield app
+        app.extensions["db"].dispose()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/send-sms", {"to": TO, "text": "Hello"}),
+        ("GET", "/messages", None),
+        ("GET", "/messages/no-such-id", None),
+        ("GET", "/subscriptions", None),
+        ("GET", "/events", None),
+    ],
+)
+def test_an_unmigrated_postgresql_is_503_not_500(unmigrated, vonage_api, method, path, body):
+    """As SQLite's "no such table" already is: retry later, and Vonage is never called."""
+    accepted(vonage_api)
+
+    response = unmigrated.test_client().open(path, method=method, json=body, headers=auth_headers())
+
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    assert response.headers["Retry-After"]
+    assert len(vonage_api.calls) == 0
+
+
+def test_an_unmigrated_postgresql_webhook_is_503(unmigrated):
+    response = _webhook(unmigrated.test_client())
+
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"

@@ -19,7 +19,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Table
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+#: PostgreSQL's SQLSTATEs of a schema older than the code (a table or column not
+#: there yet: the web started before the release phase's `migrate`). Raised as
+#: unavailable (503), as SQLite's "no such table" is, rather than as a 500.
+UNMIGRATED_SQLSTATES = frozenset({"42P01", "42703"})  # undefined_table, undefined_column
 
 
 def run(connection: Connection, sql: str, params: Sequence[Any]):
@@ -30,6 +35,8 @@ def run(connection: Connection, sql: str, params: Sequence[Any]):
     try:
         return connection.connection.dbapi_connection.execute(sql, params)
     except dialect.loaded_dbapi.Error as error:
+        if getattr(error, "sqlstate", None) in UNMIGRATED_SQLSTATES:
+            raise OperationalError(sql, None, error, hide_parameters=True) from error
         raise DBAPIError.instance(
             sql, None, error, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
         ) from error

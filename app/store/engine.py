@@ -61,6 +61,7 @@ def build_engine(url: str) -> Engine:
         pool_recycle=1800,
     )
     _ping_when_idle(engine)
+    _schema_missing_is_unavailable(engine)
     return engine
 
 
@@ -91,6 +92,21 @@ def _ping_when_idle(engine: Engine) -> None:
             # As `pool_pre_ping` does: a dead connection means the server went
             # away, so every connection made before now is discarded, not just this one.
             raise InvalidatePoolError("the pooled connection is gone") from error
+
+
+def _schema_missing_is_unavailable(engine: Engine) -> None:
+    """A PostgreSQL database the release phase has not migrated yet (web started
+    before `flask migrate`) is unavailable, as SQLite's "no such table" already is:
+    503 and `Retry-After` everywhere, not 500s, until the migration lands."""
+
+    @event.listens_for(engine, "handle_error")
+    def _unmigrated(context) -> OperationalError | None:
+        original = context.original_exception
+        if getattr(original, "sqlstate", None) not in driver.UNMIGRATED_SQLSTATES:
+            return None
+        return OperationalError(
+            context.statement, None, original, hide_parameters=True, connection_invalidated=False
+        )
 
 
 def _sqlite_engine(url: str) -> Engine:
