@@ -5,7 +5,10 @@ import json
 import os
 
 import pytest
+from sqlalchemy import text
 
+from app.store.engine import build_engine
+from app.store.migrate import upgrade
 from tests.integration.conftest import fresh_postgres_database
 from tests.support import TO, accepted, auth_headers, inbound_payload, signed_headers
 
@@ -90,3 +93,47 @@ def test_an_unmigrated_postgresql_webhook_is_503(unmigrated):
 
     assert response.status_code == 503
     assert response.mimetype == "application/problem+json"
+
+
+@pytest.fixture
+def read_only(make_app):
+    """A migrated PostgreSQL that takes no writes: a standby, or a primary demoted by a
+    failover, that the connection string still points at."""
+    if not POSTGRES_SERVER:
+        pytest.skip("needs TEST_POSTGRES_URL (see .ci/run)")
+    with fresh_postgres_database(POSTGRES_SERVER, "sms_read_only") as url:
+        engine = build_engine(url)
+        upgrade(engine)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(
+                text("ALTER DATABASE sms_read_only SET default_transaction_read_only = on")
+            )
+        engine.dispose()
+        app = make_app(DATABASE_URL=url)
+        yield app
+        app.extensions["db"].dispose()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/send-sms", {"to": TO, "text": "Hello"}),
+        ("POST", "/subscriptions", {"url": "https://example.com/hook", "events": ["*"]}),
+        ("DELETE", f"/numbers/{TO}", None),
+    ],
+)
+def test_a_read_only_postgresql_is_503_for_writes(read_only, vonage_api, method, path, body):
+    accepted(vonage_api)
+
+    response = read_only.test_client().open(path, method=method, json=body, headers=auth_headers())
+
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    assert len(vonage_api.calls) == 0
+
+
+def test_a_read_only_postgresql_webhook_is_503_and_reads_still_answer(read_only):
+    client = read_only.test_client()
+
+    assert _webhook(client).status_code == 503
+    assert client.get("/messages", headers=auth_headers()).status_code == 200

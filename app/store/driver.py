@@ -21,10 +21,18 @@ from typing import Any
 from sqlalchemy import Connection, Table
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-#: PostgreSQL's SQLSTATEs of a schema older than the code (a table or column not
-#: there yet: the web started before the release phase's `migrate`). Raised as
-#: unavailable (503), as SQLite's "no such table" is, rather than as a 500.
-UNMIGRATED_SQLSTATES = frozenset({"42P01", "42703"})  # undefined_table, undefined_column
+#: PostgreSQL's SQLSTATEs of a database that cannot serve this code yet: a schema
+#: older than the code (a table or column not there: the web started before the
+#: release phase's `migrate`), or a server that takes no writes (a standby, or a
+#: primary demoted by a failover). Raised as unavailable (503, retry later), as
+#: SQLite's "no such table" and a locked file are, rather than as a 500.
+UNAVAILABLE_SQLSTATES = frozenset(
+    {
+        "42P01",  # undefined_table
+        "42703",  # undefined_column
+        "25006",  # read_only_sql_transaction
+    }
+)
 
 
 def run(connection: Connection, sql: str, params: Sequence[Any]):
@@ -35,7 +43,7 @@ def run(connection: Connection, sql: str, params: Sequence[Any]):
     try:
         return connection.connection.dbapi_connection.execute(sql, params)
     except dialect.loaded_dbapi.Error as error:
-        if getattr(error, "sqlstate", None) in UNMIGRATED_SQLSTATES:
+        if getattr(error, "sqlstate", None) in UNAVAILABLE_SQLSTATES:
             raise OperationalError(sql, None, error, hide_parameters=True) from error
         raise DBAPIError.instance(
             sql, None, error, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect

@@ -61,7 +61,7 @@ def build_engine(url: str) -> Engine:
         pool_recycle=1800,
     )
     _ping_when_idle(engine)
-    _schema_missing_is_unavailable(engine)
+    _unavailable_sqlstates(engine)
     return engine
 
 
@@ -94,15 +94,16 @@ def _ping_when_idle(engine: Engine) -> None:
             raise InvalidatePoolError("the pooled connection is gone") from error
 
 
-def _schema_missing_is_unavailable(engine: Engine) -> None:
+def _unavailable_sqlstates(engine: Engine) -> None:
     """A PostgreSQL database the release phase has not migrated yet (web started
-    before `flask migrate`) is unavailable, as SQLite's "no such table" already is:
-    503 and `Retry-After` everywhere, not 500s, until the migration lands."""
+    before `flask migrate`), or one that takes no writes (a failover's demoted
+    primary), is unavailable, as SQLite's "no such table" already is: 503 and
+    `Retry-After` everywhere, not 500s, until it serves again."""
 
     @event.listens_for(engine, "handle_error")
-    def _unmigrated(context) -> OperationalError | None:
+    def _unavailable(context) -> OperationalError | None:
         original = context.original_exception
-        if getattr(original, "sqlstate", None) not in driver.UNMIGRATED_SQLSTATES:
+        if getattr(original, "sqlstate", None) not in driver.UNAVAILABLE_SQLSTATES:
             return None
         return OperationalError(
             context.statement, None, original, hide_parameters=True, connection_invalidated=False
