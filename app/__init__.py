@@ -23,6 +23,13 @@ class SmsApp(Flask):
         del response.headers["Content-Type"]
         return response
 
+    def process_response(self, response: Response) -> Response:
+        """A 204 has no body, so it names no type (Flask's default is `text/html`)."""
+        response = super().process_response(response)
+        if response.status_code == 204:
+            response.headers.pop("Content-Type", None)
+        return response
+
 
 def create_app(
     config: Mapping[str, Any] | Any = None, *, sleep: Callable[[float], None] = time.sleep

@@ -70,6 +70,14 @@ def test_a_key_never_sees_another_keys_subscriptions(app, client):
     assert client.get(path, headers=auth_headers()).status_code == 404
 
 
+def test_a_deleted_subscription_answers_204_without_a_body_or_a_type(client):
+    created = subscribe(client).get_json()
+    response = client.delete(f"/subscriptions/{created['id']}", headers=auth_headers())
+    assert response.status_code == 204
+    assert response.data == b""
+    assert "Content-Type" not in response.headers
+
+
 def test_subscriptions_need_an_api_key(client):
     assert client.post("/subscriptions", json={"url": HOOK, "events": ["*"]}).status_code == 401
     assert client.get("/events").status_code == 401
