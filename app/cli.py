@@ -14,8 +14,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +25,7 @@ import click
 import requests
 from flask import Flask, current_app
 from flask.cli import with_appcontext
+from sqlalchemy.exc import SQLAlchemyError
 
 from app import retention
 from app.api import erasure, message_filters, paging, serializers
@@ -65,12 +68,39 @@ def register(app: Flask) -> None:
     app.cli.add_command(dead_letters_group)
     events_cli.register(app)
     show_defaults(app)
+    _storage_errors_as_one_line(app.cli)
 
 
 def show_defaults(app: Flask) -> None:
     """`--help` shows every option's default, for every command (groups pass it on)."""
     for command in app.cli.commands.values():
         command.context_settings.setdefault("show_default", True)
+
+
+def _storage_errors_as_one_line(group: click.Group) -> None:
+    """Every operator command (the release phase's `migrate` first) whose database does
+    not answer (or fails) says so in one line naming DATABASE_URL and exits 1: no traceback."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _storage_errors_as_one_line(command)
+        elif command.callback is not None and not hasattr(command.callback, "__storage_safe__"):
+            command.callback = _one_line_on_storage_error(command.callback)
+
+
+def _one_line_on_storage_error(callback: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except SQLAlchemyError as error:
+            reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+            raise click.ClickException(
+                f"database error (DATABASE_URL): {type(error).__name__}: "
+                + (reason[0] if reason else "no detail")
+            ) from None
+
+    run.__storage_safe__ = True  # type: ignore[attr-defined]
+    return run
 
 
 def _settings():

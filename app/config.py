@@ -20,7 +20,6 @@ from typing import Any
 
 from dotenv import find_dotenv, load_dotenv
 from limits import parse_many
-from limits.storage import SCHEMES
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -179,6 +178,8 @@ def _countries(name: str, raw: Any, problems: list[str]) -> tuple[str, ...]:
 def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
     if name in _COUNTRY_LISTS:
         return _countries(name, raw, problems)
+    if name == "database_url" and isinstance(raw, str):
+        return _with_installed_postgres_driver(raw.strip())
     if name == "api_keys":
         if isinstance(raw, str):
             return tuple(key.strip() for key in raw.split(",") if key.strip())
@@ -231,6 +232,56 @@ def _retry_schedule(raw: Any, problems: list[str]) -> tuple[float, ...] | None:
     return steps
 
 
+# Heroku and most hosts hand out postgres:// (or postgresql://, whose default
+# driver, psycopg2, is not installed): both mean the psycopg driver this service ships.
+_POSTGRES_SCHEMES = ("postgres://", "postgresql://")
+_DATABASE_BACKENDS = ("sqlite", "postgresql")
+# The rate-limit storages the service is built and tested with (redis-py is installed).
+_RATELIMIT_SCHEMES = ("memory", "redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
+
+
+def _with_installed_postgres_driver(url: str) -> str:
+    for scheme in _POSTGRES_SCHEMES:
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
+def _database_url_problems(database_url: str, *, production: bool) -> list[str]:
+    """A URL the app could not open (unknown backend, a driver that is not installed;
+    in production, an SQLite file in a folder that does not exist) stops the start,
+    rather than failing every request (500s, or 503s for the missing folder)."""
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        return ["DATABASE_URL is not a SQLAlchemy URL"]
+    if url.get_backend_name() not in _DATABASE_BACKENDS:
+        return [
+            "DATABASE_URL must be sqlite:///path/to/sms.db or postgresql+psycopg://…, "
+            f"got a {url.drivername} URL"
+        ]
+    try:
+        url.get_dialect().import_dbapi()
+    except Exception:  # NoSuchModuleError, ImportError: the driver is not installed
+        return [f"DATABASE_URL names the driver {url.drivername!r}, which is not installed"]
+    database = url.database or ""
+    if production and url.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
+        if not database.startswith("file:") and not Path(database).parent.is_dir():
+            return [
+                "DATABASE_URL is an SQLite file in a folder that does not exist: "
+                f"{Path(database).parent}"
+            ]
+    return []
+
+
+def _without_password(uri: str) -> str:
+    """A URI as an error may show it: `redis://:secret@host` would put a password in logs."""
+    credentials, at, host = uri.rpartition("@")
+    if not at:
+        return uri
+    return f"{credentials.partition(':')[0]}://***@{host}"
+
+
 _API_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?")
 
 
@@ -246,16 +297,13 @@ def _unparseable(settings: Settings) -> list[str]:
             f"got {settings.send_sms_rate_limit!r}"
         )
     scheme = settings.ratelimit_storage_uri.partition("://")[0]
-    if "://" not in settings.ratelimit_storage_uri or scheme not in SCHEMES:
+    if "://" not in settings.ratelimit_storage_uri or scheme not in _RATELIMIT_SCHEMES:
         problems.append(
             "RATELIMIT_STORAGE_URI must be memory:// or redis://host:port/db, "
-            f"got {settings.ratelimit_storage_uri!r}"
+            f"got {_without_password(settings.ratelimit_storage_uri)!r}"
         )
     if settings.database_url:
-        try:
-            make_url(settings.database_url)
-        except ArgumentError:
-            problems.append("DATABASE_URL is not a SQLAlchemy URL")
+        problems += _database_url_problems(settings.database_url, production=settings.is_production)
     if logging.getLevelName(settings.log_level.upper()) not in range(0, 60):
         problems.append(
             f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}"
@@ -303,6 +351,21 @@ def _malformed_vonage_ids(settings: Settings) -> list[str]:
     return problems
 
 
+def _ca_bundle_problems(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """VONAGE_CA_BUNDLE, else the bundle the Vonage client takes from the environment
+    (a file or a folder): a wrong path would fail every send, not the start."""
+    if settings.vonage_ca_bundle:
+        if not Path(settings.vonage_ca_bundle).is_file():
+            return [f"VONAGE_CA_BUNDLE is not a file: {settings.vonage_ca_bundle}"]
+        return []
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        if environ.get(name):
+            if not Path(environ[name]).exists():
+                return [f"{name} does not exist: {environ[name]}"]
+            return []
+    return []
+
+
 def load_settings(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -334,10 +397,8 @@ def load_settings(
     if settings.log_format not in ("json", "text"):
         problems.append(f"LOG_FORMAT must be json or text, got {settings.log_format!r}")
     problems += _unparseable(settings)
-    if settings.is_production and settings.vonage_ca_bundle:
-        if not Path(settings.vonage_ca_bundle).is_file():
-            problems.append(f"VONAGE_CA_BUNDLE is not a file: {settings.vonage_ca_bundle}")
     if settings.is_production:
+        problems += _ca_bundle_problems(settings, environ)
         missing = settings.missing_for_production()
         if missing:
             problems.append("missing required settings: " + ", ".join(missing))

@@ -2,7 +2,8 @@
 
 Rows, statuses, segments and prices stay, so counts and bills still add up.
 Outbox events older than the period (they carry copies of texts) are deleted
-once none of their deliveries is still pending.
+once none of their deliveries is still pending, and so are dead letters
+(raw webhook bodies) received before it, reviewed or not.
 It runs two ways: `flask --app app retention` (from cron or a scheduler), and a
 sweep inside every serving process, started on its first request and repeated
 hourly while `MESSAGE_RETENTION_DAYS` is set. Sweeps are idempotent, so several
@@ -19,7 +20,7 @@ from sqlalchemy import Engine
 
 from app.store.dialect import utcnow
 from app.store.engine import write_transaction
-from app.store.privacy import erase_events_before, erase_texts_before
+from app.store.privacy import erase_dead_letters_before, erase_events_before, erase_texts_before
 
 SWEEP_INTERVAL_SECONDS = 3600
 
@@ -32,10 +33,16 @@ def sweep(engine: Engine, days: int, now: datetime | None = None) -> int:
     with write_transaction(engine) as connection:
         erased = erase_texts_before(connection, cutoff)
         events = erase_events_before(connection, cutoff)
-    if erased or events:
+        dead = erase_dead_letters_before(connection, cutoff)
+    if erased or events or dead:
         log.info(
             "retention erased message texts",
-            extra={"erased": erased, "events_erased": events, "days": days},
+            extra={
+                "erased": erased,
+                "events_erased": events,
+                "dead_letters_erased": dead,
+                "days": days,
+            },
         )
     return erased
 

@@ -14,7 +14,14 @@ from app.store import migrate as migrations
 from app.store.engine import build_engine
 from app.webhooks.payloads import inbound_payload, status_payload
 from app.webhooks.signature import verify
-from tests.support import APPLICATION_ID, MESSAGES_URL, SIGNATURE_SECRET, VONAGE_NUMBER, count_rows
+from tests.support import (
+    APPLICATION_ID,
+    MESSAGES_URL,
+    SIGNATURE_SECRET,
+    VONAGE_NUMBER,
+    count_rows,
+    free_port,
+)
 
 DEPLOYMENT = "https://x.ngrok.app"
 APPLICATION_URL = f"https://api.nexmo.com/v2/applications/{APPLICATION_ID}"
@@ -422,3 +429,30 @@ def test_every_option_of_every_command_shows_its_default_in_help(app, runner):
             if isinstance(option, click.Option) and isinstance(option.default, str | int | float):
                 assert "[default:" in help_text, (path, option.name)
                 assert f"default: {option.default}" in help_text, (path, option.name)
+
+
+@pytest.mark.parametrize(
+    "args", [["migrate"], ["messages", "list"], ["erase-number", "+14155550100"]]
+)
+def test_a_database_that_does_not_answer_is_one_line_naming_it_not_a_traceback(make_app, args):
+    """The release phase (`migrate`) and the operator commands, PostgreSQL down."""
+    nowhere = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/sms"
+    runner = make_app(DATABASE_URL=nowhere).test_cli_runner()
+
+    result = runner.invoke(args=args)
+
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "database error (DATABASE_URL): OperationalError" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("threads", ["0", "-1"])
+def test_dispatch_refuses_a_thread_count_below_one_before_starting(runner, threads):
+    """`--threads -1` reached ThreadPoolExecutor: a ValueError traceback; 0 silently
+    meant the default."""
+    result = runner.invoke(args=["dispatch", "--threads", threads])
+
+    assert result.exit_code == 2
+    assert "--threads" in result.output
+    assert "dispatcher started" not in result.output

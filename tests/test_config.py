@@ -6,7 +6,7 @@ import pytest
 
 from app import create_app
 from app.config import ConfigError, load_settings
-from tests.support import clean_env
+from tests.support import API_KEY, APPLICATION_ID, SIGNATURE_SECRET, VONAGE_NUMBER, clean_env
 
 
 def test_defaults_for_a_local_run():
@@ -160,6 +160,104 @@ def test_development_accepts_a_ca_bundle_the_simulator_has_not_written_yet(make_
     settings = make_settings(VONAGE_CA_BUNDLE="instance/simulator/cert.pem")
 
     assert settings.vonage_ca_bundle == "instance/simulator/cert.pem"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u:p@db.example:5432/sms", "postgresql+psycopg://u:p@db.example:5432/sms"),
+        ("postgresql://u:p@db.example/sms", "postgresql+psycopg://u:p@db.example/sms"),
+        ("postgresql+psycopg://u@db.example/sms", "postgresql+psycopg://u@db.example/sms"),
+    ],
+)
+def test_a_heroku_style_postgres_url_uses_the_installed_driver(url, expected):
+    assert load_settings({"DATABASE_URL": url}, environ={}).database_url == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("mysql://u@db.example/sms", "mysql"),
+        ("postgresql+psycopg2://u@db.example/sms", "not installed"),
+    ],
+)
+def test_a_database_url_the_app_cannot_open_is_refused_by_name(url, named):
+    """Else every worker dies with a traceback (or every request is a 500)."""
+    with pytest.raises(ConfigError) as error:
+        load_settings({"DATABASE_URL": url}, environ={})
+
+    assert "DATABASE_URL" in str(error.value)
+    assert named in str(error.value)
+
+
+def test_production_refuses_an_sqlite_file_in_a_folder_that_does_not_exist(tmp_path):
+    """Development starts (every write is a 503 until the folder exists); production
+    names the setting at start instead of serving 503s."""
+    url = f"sqlite:///{tmp_path / 'gone' / 'sms.db'}"
+
+    with pytest.raises(ConfigError, match="DATABASE_URL is an SQLite file in a folder"):
+        load_settings(production_settings(tmp_path, DATABASE_URL=url), environ={})
+    assert load_settings({"DATABASE_URL": url}, environ={}).database_url == url
+
+
+def test_an_sqlite_file_in_an_existing_folder_is_accepted(tmp_path):
+    url = f"sqlite:///{tmp_path / 'sms.db'}"
+
+    assert load_settings({"DATABASE_URL": url}, environ={}).database_url == url
+
+
+@pytest.mark.parametrize("uri", ["memcached://127.0.0.1:11211", "mongodb://127.0.0.1:27017"])
+def test_a_rate_limit_storage_the_service_does_not_ship_is_refused(uri):
+    with pytest.raises(ConfigError, match="RATELIMIT_STORAGE_URI"):
+        load_settings({"RATELIMIT_STORAGE_URI": uri}, environ={})
+
+
+@pytest.mark.parametrize("uri", ["memory://", "redis://127.0.0.1:6379/0", "rediss://r.example:1/0"])
+def test_memory_and_redis_storages_are_accepted(uri):
+    assert load_settings({"RATELIMIT_STORAGE_URI": uri}, environ={}).ratelimit_storage_uri == uri
+
+
+def production_settings(tmp_path, **overrides):
+    from tests.test_secret_strength import production
+
+    return production(tmp_path, **overrides)
+
+
+def test_production_refuses_a_requests_ca_bundle_that_does_not_exist(tmp_path, private_key_pem):
+    """The Vonage client trusts it on every send: a wrong path fails each send, not the start."""
+    production = {
+        "APP_ENV": "production",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'sms.db'}",
+        "API_KEYS": API_KEY,
+        "VONAGE_APPLICATION_ID": APPLICATION_ID,
+        "VONAGE_PRIVATE_KEY": private_key_pem,
+        "VONAGE_NUMBER": "+" + VONAGE_NUMBER,
+        "VONAGE_SIGNATURE_SECRET": SIGNATURE_SECRET,
+    }
+    missing = str(tmp_path / "missing.pem")
+
+    with pytest.raises(ConfigError, match="REQUESTS_CA_BUNDLE does not exist"):
+        load_settings(production, environ={"REQUESTS_CA_BUNDLE": missing})
+    with pytest.raises(ConfigError, match="CURL_CA_BUNDLE does not exist"):
+        load_settings(production, environ={"CURL_CA_BUNDLE": missing})
+    assert load_settings(production, environ={"REQUESTS_CA_BUNDLE": str(tmp_path)}).is_production
+    assert (
+        load_settings(
+            {**production, "APP_ENV": "development"}, environ={"REQUESTS_CA_BUNDLE": missing}
+        ).app_env
+        == "development"
+    )
+
+
+def test_a_refused_rate_limit_storage_is_named_without_its_password():
+    with pytest.raises(ConfigError) as error:
+        load_settings(
+            {"RATELIMIT_STORAGE_URI": "memcache://app:s3cret-Pa55@cache:11211"}, environ={}
+        )
+
+    assert "RATELIMIT_STORAGE_URI" in str(error.value)
+    assert "s3cret-Pa55" not in str(error.value)
+    assert "memcache://***@cache:11211" in str(error.value)
 
 
 def test_dotenv_is_read_from_the_working_directory(tmp_path):

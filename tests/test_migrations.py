@@ -1,15 +1,22 @@
 """Migrations: data ones run from the revision before them on a real SQLite file;
 the schema at head against the models."""
 
+import os
+import subprocess
+import sys
 from datetime import datetime
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 from app.store.engine import build_engine
-from app.store.migrate import upgrade
+from app.store.migrate import current_revision, head_revision, upgrade
 from app.store.models import Base
+from tests.conftest import TEST_DATABASE_URL
+from tests.integration.conftest import fresh_postgres_database
+from tests.support import clean_env
 
 
 def test_0003_rewrites_stored_numbers_in_canonical_form(tmp_path):
@@ -69,3 +76,33 @@ def test_the_migrated_schema_is_the_models_schema(tmp_path, postgres_ready):
 
         assert differences == [], engine.dialect.name
     engines[0].dispose()
+
+
+POSTGRES_SERVER = os.environ.get("TEST_POSTGRES_URL") or (
+    TEST_DATABASE_URL if TEST_DATABASE_URL.startswith("postgresql") else ""
+)
+MIGRATE = [sys.executable, "-m", "flask", "--app", "app", "migrate"]
+
+
+@pytest.mark.skipif(not POSTGRES_SERVER, reason="needs TEST_POSTGRES_URL (see .ci/run)")
+def test_concurrent_release_migrations_on_postgresql_all_succeed(tmp_path):
+    """Several instances' release steps run `flask migrate` at once on an empty database:
+    one upgrades, the others wait for its commit and find the database at head."""
+    with fresh_postgres_database(POSTGRES_SERVER, "sms_concurrent_migrate") as url:
+        env = clean_env(DATABASE_URL=url)
+        runs = [
+            subprocess.Popen(
+                MIGRATE, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            for _ in range(3)
+        ]
+        outputs = [run.communicate(timeout=60)[0].decode() for run in runs]
+        engine = build_engine(url)
+        try:
+            reached = current_revision(engine)
+            head = head_revision(engine)
+        finally:
+            engine.dispose()
+
+    assert [run.returncode for run in runs] == [0, 0, 0], outputs
+    assert reached == head

@@ -1,6 +1,7 @@
 """Retention of message texts and erasure of everything about one number."""
 
 import json
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -61,6 +62,37 @@ def test_retention_erases_old_texts_and_keeps_rows_and_statuses(app, signed_webh
         [(None, "received"), ("recent", "received")], key=str
     )
     assert retention.sweep(app.extensions["db"], 30) == 0
+
+
+def v0_1_inbound(text_body):
+    """A signed inbound the service cannot interpret: kept raw as a dead letter."""
+    return {
+        "message_uuid": str(uuid.uuid4()),
+        "to": {"type": "sms", "number": "14155550199"},
+        "from": {"type": "sms", "number": NUMBER},
+        "timestamp": "2026-11-26T15:43:21.000Z",
+        "direction": "inbound",
+        "message": {"content": {"type": "text", "text": text_body}},
+    }
+
+
+def test_retention_deletes_dead_letters_older_than_the_period(app, signed_webhook):
+    """A dead letter is a raw body, the texter's text in it: retention leaves none older."""
+    signed_webhook("/webhooks/inbound", v0_1_inbound("old secret"))
+    with app.extensions["db"].begin() as connection:
+        connection.execute(
+            text("UPDATE dead_letters SET received_at = :at"),
+            {"at": utcnow() - timedelta(days=40)},
+        )
+    signed_webhook("/webhooks/inbound", v0_1_inbound("recent"))
+    assert count_rows(app, "dead_letters") == 2
+
+    retention.sweep(app.extensions["db"], 30)
+
+    kept = [body for (body,) in rows(app, "SELECT body FROM dead_letters")]
+    assert len(kept) == 1
+    assert "recent" in kept[0]
+    assert "old secret" not in kept[0]
 
 
 def test_retention_cli_uses_the_setting(make_app):

@@ -41,7 +41,9 @@ def _naive_utc(value: datetime | None) -> datetime | None:
 
 
 @click.command("dispatch")
-@click.option("--threads", type=int, default=None, help="default: EVENT_DISPATCHER_THREADS")
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=None, help="default: EVENT_DISPATCHER_THREADS"
+)
 @with_appcontext
 def dispatch_command(threads: int | None) -> None:
     """Push events to subscribers until SIGTERM or Ctrl-C (the Procfile's worker)."""

@@ -56,6 +56,14 @@ def erase_events_before(connection: Connection, cutoff: datetime) -> int:
     ).rowcount
 
 
+def erase_dead_letters_before(connection: Connection, cutoff: datetime) -> int:
+    """Delete dead letters received before `cutoff`: each is a raw webhook body, an
+    inbound text among it, and retention leaves no text older than its period."""
+    return connection.execute(
+        delete(dead_letters).where(dead_letters.c.received_at < cutoff)
+    ).rowcount
+
+
 @dataclass(frozen=True)
 class Erasure:
     messages: int
