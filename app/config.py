@@ -345,10 +345,28 @@ def _malformed_vonage_ids(settings: Settings) -> list[str]:
             uuid.UUID(settings.vonage_application_id)
         except ValueError:
             problems.append("VONAGE_APPLICATION_ID must be the application's UUID")
-    if settings.vonage_signature_secret and settings.vonage_signature_secret in settings.api_keys:
-        # Whoever holds that API key could sign webhooks as Vonage.
-        problems.append("VONAGE_SIGNATURE_SECRET must not be one of API_KEYS")
-    return problems
+    return problems + _shared_credentials(settings)
+
+
+def _shared_credentials(settings: Settings) -> list[str]:
+    """Credentials of different holders that are the same value: whoever holds one
+    has the other (an API key that signs webhooks as Vonage, a scrape token that sends)."""
+    roles = {
+        "API_KEYS": set(settings.api_keys),
+        "VONAGE_SIGNATURE_SECRET": {
+            settings.vonage_signature_secret,
+            settings.vonage_signature_secret_previous,
+        },
+        "METRICS_TOKEN": {settings.metrics_token},
+        "VONAGE_API_SECRET": {settings.vonage_api_secret},
+    }
+    names = list(roles)
+    return [
+        f"{later} must not be the same value as {earlier}"
+        for index, earlier in enumerate(names)
+        for later in names[index + 1 :]
+        if (roles[earlier] & roles[later]) - {""}
+    ]
 
 
 def _ca_bundle_problems(settings: Settings, environ: Mapping[str, str]) -> list[str]:

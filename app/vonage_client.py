@@ -346,11 +346,17 @@ def _reason(response: requests.Response) -> str:
     return ": ".join(parts) if parts else f"Vonage answered {response.status_code}"
 
 
+# A longer Retry-After is read as this: it is passed on to our caller, and `inf`
+# (which float() reads) once made the answer a 500.
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
 def _retry_after_seconds(value: str | None) -> float:
     try:
-        return max(0.0, float(value)) if value else 0.0
+        seconds = float(value) if value else 0.0
     except ValueError:
         return 0.0
+    return min(seconds, MAX_RETRY_AFTER_SECONDS) if seconds > 0 else 0.0
 
 
 # 0.25 s, 0.5 s, 1 s, 2 s (each plus up to 0.25 s of jitter), as long as the

@@ -318,7 +318,10 @@ def test_the_sender_number_is_sent_in_the_form_vonage_takes(make_app, vonage_api
     [
         ("VONAGE_NUMBER", "hello"),
         ("VONAGE_APPLICATION_ID", "my-app"),
+        # One of API_KEYS (production() sets it): whoever holds the key could sign webhooks.
         ("VONAGE_SIGNATURE_SECRET", "a-long-random-value-0123456789-key"),
+        ("METRICS_TOKEN", "a-long-random-value-0123456789-key"),
+        ("METRICS_TOKEN", "a-long-random-value-0123456789-signature"),
     ],
 )
 def test_production_refuses_malformed_vonage_settings_naming_them(tmp_path, name, value):

@@ -115,6 +115,24 @@ def test_retries_follow_the_schedule_and_honour_retry_after(app, client, signed_
     assert second["attempts"] == 2 and second["status"] == "pending"
 
 
+@pytest.mark.parametrize("retry_after", ["\u00b2", "\u00b9\u00b2\u00b3"])
+def test_a_retry_after_of_other_digits_is_ignored_not_a_failed_lane(
+    app, client, signed_webhook, receiver, retry_after
+):
+    """str.isdigit() is true for superscripts, which float() refuses: the lane died
+    on every attempt, and the delivery never settled."""
+    receiver.script = lambda index: Reply(503, {"Retry-After": retry_after})
+    subscribe(client, receiver.url, scope="all")
+    reply_from(client, signed_webhook)
+    now = utcnow()
+
+    assert dispatcher(app, clock=lambda: now).run_once() == 1
+
+    [row] = deliveries(app)
+    assert (row["status"], row["attempts"], row["last_status_code"]) == ("pending", 1, 503)
+    assert row["next_attempt_at"] - now == timedelta(seconds=5)
+
+
 def test_410_disables_the_subscription(app, client, signed_webhook, receiver):
     receiver.script = lambda index: Reply(410)
     created = subscribe(client, receiver.url, scope="all")

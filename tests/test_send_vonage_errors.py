@@ -67,6 +67,27 @@ def test_retry_after_beyond_the_budget_is_503_without_another_call(app, send, vo
     assert app.config["SLEEPS"] == []
 
 
+@pytest.mark.parametrize(
+    ("header", "answered"), [("inf", "3600"), ("1e400", "3600"), ("nan", None), ("-5", None)]
+)
+def test_a_retry_after_vonage_should_never_send_is_bounded_not_a_500(
+    app, send, vonage_api, header, answered
+):
+    vonage_api.post(
+        MESSAGES_URL, json={"title": "Busy"}, status=503, headers={"Retry-After": header}
+    )
+    vonage_api.post(MESSAGES_URL, json={"title": "Busy"}, status=503)
+
+    response = send({"to": TO, "text": "Hello"})
+
+    assert response.status_code == 503
+    assert response.json["type"].endswith("vonage-unavailable")
+    if answered:
+        assert response.headers["Retry-After"] == answered
+        assert len(vonage_api.calls) == 1
+    assert all(0 <= seconds <= 3600 for seconds in app.config["SLEEPS"])
+
+
 def test_persistent_503_gives_up_within_bounded_attempts(send, vonage_api):
     vonage_api.post(MESSAGES_URL, json={"title": "Service Unavailable"}, status=503)
     response = send({"to": TO, "text": "Hello"})

@@ -444,6 +444,33 @@ def test_a_429_carries_vonages_rate_limit_type_and_no_retry_after(simulator, bea
     assert "Retry-After" not in response.headers
 
 
+@pytest.mark.parametrize(
+    ("status", "kind", "title"),
+    [
+        (401, "#unauthorized", "Unauthorized"),
+        (402, "#low-balance", "Low balance"),
+        (403, "#forbidden", "Forbidden"),
+        (422, "/messages#1150", "Invalid params"),
+    ],
+)
+def test_an_injected_refusal_has_vonages_shape_for_its_status(
+    simulator, bearer, app_webhooks, status, kind, title
+):
+    simulator.post("/_sim/faults", json={"status": status, "times": 1})
+
+    response = simulator.post("/v1/messages", json=SMS, headers={"Authorization": bearer})
+
+    assert response.status_code == status
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert (body["type"], body["title"]) == (
+        "https://developer.vonage.com/api-errors" + kind,
+        title,
+    )
+    assert set(body) >= {"type", "title", "detail", "instance"}
+    assert len(app_webhooks.calls) == 0
+
+
 def test_a_send_asking_for_v0_1_gets_v0_1_status_events(simulator, bearer, app_webhooks):
     body = {**SMS, "webhook_version": "v0.1"}
     simulator.post("/v1/messages", json=body, headers={"Authorization": bearer})

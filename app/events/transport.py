@@ -205,7 +205,7 @@ def _retry_after(headers) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit() alone takes "²", which float() refuses
         return float(value)
     try:
         when = parsedate_to_datetime(value)

@@ -128,9 +128,33 @@ def invalid_params_problem(errors: list[dict[str, str]]) -> dict[str, Any]:
     )
 
 
+# Vonage's own answers to a refused call (its generic API errors and the SDKs' fixtures).
+_REFUSALS: dict[int, tuple[str, str, str]] = {
+    401: ("#unauthorized", "Unauthorized", "You did not provide correct credentials."),
+    402: (
+        "#low-balance",
+        "Low balance",
+        "This request could not be performed due to your account balance being low.",
+    ),
+    403: (
+        "#forbidden",
+        "Forbidden",
+        "Your account does not have permission to perform this action",
+    ),
+    404: (
+        "#not-found",
+        "Not Found",
+        "The requested resource does not exist, or you do not have access to it",
+    ),
+    422: ("/messages#1150", "Invalid params", "The value of one or more parameters is invalid."),
+    429: ("#rate-limit", "Rate Limit Hit", "Please wait, then retry your request"),
+}
+
+
 def fault_problem(status: int) -> dict[str, Any]:
-    if status == 429:
-        return problem("#rate-limit", "Rate Limit Hit", "Please wait, then retry your request")
+    """The body of an injected refusal: Vonage's shape for that status."""
+    if status in _REFUSALS:
+        return problem(*_REFUSALS[status])
     if status >= 500:
         return problem(
             "#internal-error", "Service Unavailable", "The simulator was told to fail this send."
