@@ -19,8 +19,7 @@ class SmsApp(Flask):
     def make_default_options_response(self) -> Response:
         """OPTIONS: 204 with `Allow` and no body, not Flask's empty 200 `text/html`."""
         response = super().make_default_options_response()
-        response.status_code = 204
-        del response.headers["Content-Type"]
+        response.status_code = 204  # and so no Content-Type (`process_response`)
         return response
 
     def process_response(self, response: Response) -> Response:

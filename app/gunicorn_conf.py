@@ -10,11 +10,12 @@ import os
 import shutil
 import tempfile
 
-from dotenv import find_dotenv, load_dotenv
+from dotenv import load_dotenv
+
+from app.config import dotenv_path
 
 # .env may set HOST, PORT and FORWARDED_ALLOW_IPS too; the environment wins.
-# The working directory's, as app.config.dotenv_path finds it.
-load_dotenv(find_dotenv(usecwd=True) or find_dotenv(), override=False)
+load_dotenv(dotenv_path(), override=False)
 
 
 def _whole_number(name: str, default: int) -> int:
