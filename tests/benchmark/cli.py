@@ -35,6 +35,7 @@ APPLICATION_ID = "22222222-3333-4444-8555-666666666666"
 WEBHOOK_MAX_AGE_SECONDS = 300  # the service's default, deliberately not raised
 SEND_LATENCY_MS = 200
 BASELINE_APP = "tests.benchmark.baseline_app:create_app()"
+FLOOR_APP = "tests.benchmark.floor_app:create_app()"
 SERVICE_APP = "app:create_app()"
 SEND_NOTE = (
     "The simulator's status callbacks are parked (--delivery-delay 3600) during the send "
@@ -70,7 +71,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         metavar="URL",
         help="also measure webhook ingest on this PostgreSQL server (SQLAlchemy URL; a fresh "
-        "database sms_benchmark is created on it and dropped afterwards)",
+        "database sms_benchmark, and sms_benchmark_floor for the floor, is created on it and "
+        "dropped afterwards)",
+    )
+    parser.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip the floor (floor_app.py: verify + one durable insert) in the webhook runs",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, databases)")
     args = parser.parse_args(argv)
@@ -137,11 +145,11 @@ class Benchmark:
             "VONAGE_MAX_SENDS_PER_SECOND": "100000",
         }
 
-    def start_service(self, name: str, database: Path | str) -> int:
+    def start_service(self, name: str, database: Path | str, app: str = SERVICE_APP) -> int:
         port = free_port()
         # The Procfile's order: release (migrate), then web.
         stack.migrate(self.processes, self.service_env(database))
-        stack.gunicorn(self.processes, name, SERVICE_APP, port, self.service_env(database))
+        stack.gunicorn(self.processes, name, app, port, self.service_env(database))
         self.log(f"{name} up on 127.0.0.1:{port}")
         return port
 
@@ -193,18 +201,39 @@ class Benchmark:
         self.best_baseline_rps = max(self.best_baseline_rps, result["rps"])
         return result
 
-    def webhooks(self, baseline_port: int, database: Path | str | None = None) -> dict[str, Any]:
-        """Each kind against the baseline; on SQLite, or on `database` (a PostgreSQL URL)."""
+    def webhooks(
+        self,
+        baseline_port: int,
+        database: Path | str | None = None,
+        floor_database: Path | str | None = None,
+    ) -> dict[str, Any]:
+        """Each kind against the baseline, and inbound against the floor (floor_app.py);
+        on SQLite, or on `database` and `floor_database` (PostgreSQL URLs)."""
         name = "service-webhooks" if database is None else "service-webhooks-postgres"
         database = database or self.workdir / "webhooks.db"
         port = self.start_service(name, database)
-        runs: dict[str, list] = {"baseline": [], "inbound": [], "status": []}
+        floor_port = None
+        if self.args.floor:
+            floor_database = floor_database or self.workdir / "floor.db"
+            floor_port = self.start_service(f"{name}-floor", floor_database, FLOOR_APP)
+        runs: dict[str, list] = {"baseline": [], "floor": [], "inbound": [], "status": []}
         for _ in range(self.args.repeats):
             runs["baseline"].append(self.baseline_run(baseline_port))
+            if floor_port is not None:
+                runs["floor"].append(
+                    self.webhook_run(floor_port, None, ("inbound",), f"{name}/floor")
+                )
             for kind in ("inbound", "status"):
                 runs[kind].append(self.webhook_run(port, database, (kind,), f"{name}/{kind}"))
         base = report.summarize(runs["baseline"])
         out: dict[str, Any] = {"baseline": {"runs": runs["baseline"], "median": base}}
+        if runs["floor"]:
+            floor = report.summarize(runs["floor"])
+            out["floor"] = {
+                "runs": runs["floor"],
+                "median": floor,
+                "ratio": round(floor["rps"] / base["rps"], 3),
+            }
         for kind in ("inbound", "status"):
             median = report.summarize(runs[kind])
             out[kind] = {
@@ -219,6 +248,10 @@ class Benchmark:
     def growth(self) -> dict[str, Any]:
         database = self.workdir / "growth.db"
         port = self.start_service("service-growth", database)
+        # The floor on the same database: what the table's growth costs any writer.
+        floor_port = (
+            self.start_service("growth-floor", database, FLOOR_APP) if self.args.floor else None
+        )
         seeded = 0
         sizes = []
         for size in sorted(self.args.sizes):
@@ -228,16 +261,30 @@ class Benchmark:
                 seeded += seed.insert_messages(str(database), history)
                 self.log(f"seeded {seeded:,} messages in {time.monotonic() - started:.1f} s")
             rows = seed.count_messages(str(database))
-            runs = [
-                self.webhook_run(port, database, ("inbound", "status"), f"growth {size:,}")
-                for _ in range(self.args.repeats)
-            ]
+            runs, floor_runs = [], []
+            for _ in range(self.args.repeats):
+                runs.append(
+                    self.webhook_run(port, database, ("inbound", "status"), f"growth {size:,}")
+                )
+                if floor_port is not None:
+                    floor_runs.append(
+                        self.webhook_run(
+                            floor_port, database, ("inbound", "status"), f"floor {size:,}"
+                        )
+                    )
             sizes.append({"size": size, "rows_at_start": rows, "runs": runs})
-        first = None
+            if floor_runs:
+                sizes[-1]["floor"] = {"runs": floor_runs}
+        first = first_floor = None
         for entry in sizes:
             entry["median"] = report.summarize(entry["runs"])
             first = first or entry["median"]["rps"]
             entry["ratio"] = round(entry["median"]["rps"] / first, 3)
+            if "floor" in entry:
+                floor = entry["floor"]
+                floor["median"] = report.summarize(floor["runs"])
+                first_floor = first_floor or floor["median"]["rps"]
+                floor["ratio"] = round(floor["median"]["rps"] / first_floor, 3)
         return {"kinds": ["inbound", "status"], "sizes": sizes}
 
     # -- send -------------------------------------------------------------
@@ -257,25 +304,41 @@ class Benchmark:
         self.log(f"simulator alone (direct, sequential): p50 {simulator_p50:.1f} ms")
         clients_max = max(self.args.clients)
         self.send_run(port, clients_max, 2.0, "warm-up (connection pool)")
+        floor_port = None
+        if self.args.floor:
+            floor_port = self.start_service("send-floor", self.workdir / "send-floor.db", FLOOR_APP)
+            self.send_run(floor_port, clients_max, 2.0, "floor warm-up (connection pool)")
         levels = []
         for clients in self.args.clients:
-            runs = [
-                self.send_run(port, clients, self.args.duration, f"send-sms x{clients}")
-                for _ in range(self.args.repeats)
-            ]
+            runs, floor_runs = [], []
+            for _ in range(self.args.repeats):
+                runs.append(
+                    self.send_run(port, clients, self.args.duration, f"send-sms x{clients}")
+                )
+                if floor_port is not None:
+                    floor_runs.append(
+                        self.send_run(floor_port, clients, self.args.duration, f"floor x{clients}")
+                    )
             median = report.summarize(runs)
             ideal = clients / (SEND_LATENCY_MS / 1000)
-            levels.append(
-                {
-                    "clients": clients,
-                    "ideal_rps": ideal,
-                    "runs": runs,
-                    "median": median,
-                    "of_ideal": round(median["rps"] / ideal, 3),
-                    "added_p50_ms": round(median["p50_ms"] - SEND_LATENCY_MS, 2),
-                    "added_over_simulator_p50_ms": round(median["p50_ms"] - simulator_p50, 2),
+            level = {
+                "clients": clients,
+                "ideal_rps": ideal,
+                "runs": runs,
+                "median": median,
+                "of_ideal": round(median["rps"] / ideal, 3),
+                "added_p50_ms": round(median["p50_ms"] - SEND_LATENCY_MS, 2),
+                "added_over_simulator_p50_ms": round(median["p50_ms"] - simulator_p50, 2),
+            }
+            if floor_runs:
+                floor = report.summarize(floor_runs)
+                level["floor"] = {
+                    "runs": floor_runs,
+                    "median": floor,
+                    "of_ideal": round(floor["rps"] / ideal, 3),
+                    "added_p50_ms": round(floor["p50_ms"] - SEND_LATENCY_MS, 2),
                 }
-            )
+            levels.append(level)
         return {
             "latency_ms": SEND_LATENCY_MS,
             "simulator_direct_p50_ms": round(simulator_p50, 2),
@@ -384,8 +447,11 @@ class Benchmark:
         if "webhooks" in self.args.only:
             results["webhooks"] = self.webhooks(baseline_port)
             if self.args.postgres:
-                with fresh_postgres_database(self.args.postgres, "sms_benchmark") as url:
-                    results["webhooks_postgres"] = self.webhooks(baseline_port, url)
+                with (
+                    fresh_postgres_database(self.args.postgres, "sms_benchmark") as url,
+                    fresh_postgres_database(self.args.postgres, "sms_benchmark_floor") as floor,
+                ):
+                    results["webhooks_postgres"] = self.webhooks(baseline_port, url, floor)
         if "growth" in self.args.only:
             results["growth"] = self.growth()
         if "send" in self.args.only:

@@ -89,6 +89,14 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {med['p50_ms']:.1f} | {med['p99_ms']:.1f} | {med['not_ok']} "
                 f"| within 10% | {_mark(met)} |"
             )
+            floor = entry.get("floor")
+            if floor:
+                fmed = floor["median"]
+                out.append(
+                    f"| {entry['size']:,}, floor | {_repeats(floor['runs'])} "
+                    f"| {fmed['rps']:.0f} | {floor['ratio']:.2f} | {fmed['p50_ms']:.1f} "
+                    f"| {fmed['p99_ms']:.1f} | {fmed['not_ok']} | - | - |"
+                )
         out.append("")
     send = results.get("send")
     if send:
@@ -114,10 +122,26 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {med['p99_ms']:.1f} | {med['not_ok']} "
                 f"| >= 90%, <= {TARGETS['send_added_p50_ms']:.0f} ms | {_mark(met)} |"
             )
+            floor = entry.get("floor")
+            if floor:
+                fmed = floor["median"]
+                out.append(
+                    f"| {entry['clients']}, floor | {entry['ideal_rps']:.0f} "
+                    f"| {_repeats(floor['runs'])} | {fmed['rps']:.1f} | {floor['of_ideal']:.0%} "
+                    f"| {fmed['p50_ms']:.1f} | {floor['added_p50_ms']:.1f} "
+                    f"| {fmed['p50_ms'] - send['simulator_direct_p50_ms']:.1f} "
+                    f"| {fmed['p99_ms']:.1f} | {fmed['not_ok']} | - | - |"
+                )
         out.append("")
         out.append(
             f"The simulator alone answers a send in {send['simulator_direct_p50_ms']:.1f} ms "
             "at p50 (called directly, one at a time); 'added over simulator' subtracts that. "
+            + (
+                "A 'floor' row is tests/benchmark/floor_app.py: the row committed, the signed "
+                "call, the outcome committed, nothing else. "
+                if any("floor" in e for e in send["levels"])
+                else ""
+            )
             + send["note"]
         )
         out.append("")
@@ -144,6 +168,14 @@ def _webhook_table(webhooks: dict[str, Any], title: str) -> list[str]:
         f"| {base['rps']:.0f} | 1.00 | {base['p50_ms']:.1f} | {base['p99_ms']:.1f} "
         f"| {base['not_ok']} | - | - |"
     )
+    floor = webhooks.get("floor")
+    if floor:
+        med = floor["median"]
+        out.append(
+            f"| floor (verify + one durable insert) | {_repeats(floor['runs'])} "
+            f"| {med['rps']:.0f} | {floor['ratio']:.2f} | {med['p50_ms']:.1f} "
+            f"| {med['p99_ms']:.1f} | {med['not_ok']} | - | - |"
+        )
     for name in ("inbound", "status"):
         entry = webhooks[name]
         med = entry["median"]
@@ -158,4 +190,12 @@ def _webhook_table(webhooks: dict[str, Any], title: str) -> list[str]:
             f"{TARGETS['webhook_p99_ms']:.0f} ms | {_mark(met)} |"
         )
     out.append("")
+    if floor:
+        out.append(
+            "The floor (tests/benchmark/floor_app.py) only verifies the signature, reads the "
+            "JSON and inserts the row into the service's own table through its group commit: "
+            f"inbound reaches {webhooks['inbound']['median']['rps'] / floor['median']['rps']:.2f} "
+            "of it."
+        )
+        out.append("")
     return out
