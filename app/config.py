@@ -265,13 +265,29 @@ def _database_url_problems(database_url: str, *, production: bool) -> list[str]:
     except Exception:  # NoSuchModuleError, ImportError: the driver is not installed
         return [f"DATABASE_URL names the driver {url.drivername!r}, which is not installed"]
     database = url.database or ""
-    if production and url.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
+    if production and url.get_backend_name() == "sqlite" and _in_memory(database, url.query):
+        return [
+            "DATABASE_URL is an in-memory SQLite database: each worker would have its own, "
+            "never migrated and lost at every restart"
+        ]
+    if production and url.get_backend_name() == "sqlite":
         if not database.startswith("file:") and not Path(database).parent.is_dir():
             return [
                 "DATABASE_URL is an SQLite file in a folder that does not exist: "
                 f"{Path(database).parent}"
             ]
     return []
+
+
+def _in_memory(database: str, query) -> bool:
+    """`sqlite://`, `:memory:`, and the URI forms (`file::memory:`, `?mode=memory`)."""
+    mode = query.get("mode")
+    modes = mode if isinstance(mode, tuple) else (mode,)
+    return (
+        database in ("", ":memory:")
+        or database.startswith("file::memory:")
+        or (database.startswith("file:") and ("memory" in modes or "mode=memory" in database))
+    )
 
 
 def _without_password(uri: str) -> str:

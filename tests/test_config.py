@@ -200,6 +200,23 @@ def test_production_refuses_an_sqlite_file_in_a_folder_that_does_not_exist(tmp_p
     assert load_settings({"DATABASE_URL": url}, environ={}).database_url == url
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite://",
+        "sqlite:///:memory:",
+        "sqlite:///file:sms?mode=memory&cache=shared&uri=true",
+        "sqlite:///file::memory:?uri=true",
+    ],
+)
+def test_production_refuses_an_in_memory_sqlite_database(tmp_path, url):
+    """Each gunicorn worker would have its own empty database, never migrated by the
+    release step and gone at every restart: every event "stored" there is lost."""
+    with pytest.raises(ConfigError, match="DATABASE_URL is an in-memory SQLite database"):
+        load_settings(production_settings(tmp_path, DATABASE_URL=url), environ={})
+    assert load_settings({"DATABASE_URL": url}, environ={}).database_url == url
+
+
 def test_an_sqlite_file_in_an_existing_folder_is_accepted(tmp_path):
     url = f"sqlite:///{tmp_path / 'sms.db'}"
 
