@@ -76,10 +76,25 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+class _ScrubbedTraces:
+    """A formatter mixin: tracebacks and stacks are scrubbed too, as an exception's
+    message (a driver's error, a library's ValueError) may quote a number or a token."""
+
+    def formatException(self, ei) -> str:  # noqa: N802 - logging.Formatter's name
+        return scrub(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 - logging.Formatter's name
+        return scrub(super().formatStack(stack_info))
+
+
+class _JsonFormatter(_ScrubbedTraces, JsonFormatter):
+    pass
+
+
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
-class TextFormatter(logging.Formatter):
+class TextFormatter(_ScrubbedTraces, logging.Formatter):
     """One readable line: local time with its offset, level, logger, request id,
     the message, then every field the event carries (`key=value`).
 
@@ -120,7 +135,7 @@ def configure_logging(settings: Settings) -> None:
     handler = _StderrHandler()
     if settings.log_format == "json":
         handler.setFormatter(
-            JsonFormatter(
+            _JsonFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
                 rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
                 datefmt="%Y-%m-%dT%H:%M:%S%z",

@@ -5,6 +5,7 @@ import logging
 import re
 import uuid
 
+import pytest
 import requests
 
 from app.observability import TextFormatter
@@ -129,3 +130,24 @@ def test_text_lines_for_other_events_keep_their_fields():
     line = TextFormatter().format(record)
 
     assert TEXT_LINE.match(line)["message"] == 'retrying  attempt=2 reason="Vonage answered 503"'
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_a_traceback_carries_no_number_or_token(make_app, monkeypatch, capfd, log_format):
+    """An exception's message is written with its trace: a driver error or a
+    library's ValueError quoting a number or a token must be scrubbed there too."""
+    from app.api import routes
+
+    def explode(**_):
+        raise RuntimeError("could not reach 14155550100 with eyJhbGciOiJIUzI1NiJ9.e30.c2ln")
+
+    app = make_app(LOG_FORMAT=log_format)
+    app.testing = False
+    monkeypatch.setattr(routes, "jsonify", explode)
+
+    response = app.test_client().get("/health")
+
+    assert response.status_code == 500
+    logged = capfd.readouterr().err
+    assert "RuntimeError: could not reach *******0100 with [jwt]" in logged
+    assert "14155550100" not in logged and "eyJ" not in logged
