@@ -16,6 +16,13 @@ limit is answered (408, 431, 413) from the loop and the connection closed,
 without touching a thread. A slow connection then costs a socket and at most
 ~130 KiB of buffer; `worker_connections` bounds how many a worker holds.
 
+A worker at `worker_connections` stopped accepting, so two thousand idle
+connections held every slot of two workers and `/health` waited for their
+10 s timeout. Now a new connection that fills the last slot makes room at
+once: the oldest idle kept-alive connection, else the oldest connection whose
+request is still arriving, is closed (503 if it had sent part of a request).
+Requests already in a thread are never touched.
+
 gunicorn's own error pages (400, 414, 431 from its parser) are HTML; the
 worker answers them as RFC 9457 problem+json like the app does.
 """
@@ -44,6 +51,7 @@ _MAX_CHUNK_LINE_BYTES = 1024
 _MAX_LENGTH_DIGITS = 12
 _TOO_LARGE = 1 << 62
 _CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[^\r\n]*)?")
+_SHED_DETAIL = "too many connections at once; this one had waited longest; retry"
 _HEADER = re.compile(rb"^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$")
 
 
@@ -179,6 +187,36 @@ class BufferingThreadWorker(ThreadWorker):
         self.arriving: deque[_Pending] = deque()
         util.write_error = _write_problem_error
         super().init_process()
+
+    def accept(self, listener) -> None:
+        """gunicorn's accept, then room for the next one: a full worker stops
+        accepting, and a flood of idle connections would keep it full."""
+        super().accept(listener)
+        while self.nr_conns >= self.worker_connections and self._shed_oldest():
+            pass
+
+    def _shed_oldest(self) -> bool:
+        """Close the oldest idle kept-alive connection, else the oldest still
+        arriving; False when every connection is being served."""
+        if self.keepalived_conns:
+            conn = self.keepalived_conns.popleft()
+            try:
+                self.poller.unregister(conn.sock)
+            except (KeyError, ValueError, OSError):
+                pass
+            self.nr_conns -= 1
+            conn.close()
+            return True
+        if len(self.arriving) > 1:  # never the connection just accepted
+            pending = self.arriving[0]
+            self._forget(pending)
+            if pending.data:
+                self._refuse(pending, Refused(503, "Service Unavailable", _SHED_DETAIL))
+            else:
+                self.nr_conns -= 1
+                pending.conn.close()
+            return True
+        return False
 
     def enqueue_req(self, conn) -> None:
         """Every path to the pool (new, kept-alive, pipelined) comes here: read first."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import resource
+import selectors
 import socket
 import time
 from collections.abc import Iterator
@@ -100,6 +102,79 @@ def test_hundreds_of_slow_clients_do_not_starve_health_or_webhooks(stack):
         answer = sockets[0].recv(65536)
         assert answer.startswith(b"HTTP/1.1 408 ")
         assert b"application/problem+json" in answer
+
+
+# Beyond the 2 x 1000 connections two workers hold (gunicorn_conf.worker_connections).
+FLOOD_CONNECTIONS = 2200
+
+
+@contextlib.contextmanager
+def idle_connections(url: str, count: int, kind: str) -> Iterator[list[socket.socket]]:
+    """`count` connections opened as fast as possible that then send nothing more:
+    `silent` ones nothing at all, `partial` ones half a request head, `kept-alive`
+    ones one whole request, answered, on a connection kept open."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = count + 256
+    if soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            pytest.skip(f"needs {needed} open files, the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.create_connection(_address(url), timeout=5)
+            sockets.append(sock)
+            if kind == "partial":
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            elif kind == "kept-alive":
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                answer = b""
+                while not answer.endswith(b"}\n"):
+                    answer += sock.recv(4096)
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize("kind", ["silent", "partial", "kept-alive"])
+def test_a_flood_of_idle_connections_does_not_lock_out_health_or_webhooks(stack, kind):
+    """Full workers stopped accepting: 2 100 connections that sent nothing, or half
+    a head, kept /health waiting 10 s (their read timeout); idle kept-alive ones
+    (bounded by the 5 s keep-alive anyway) up to 5 s. The oldest idle ones now make room."""
+    with idle_connections(stack.app_url, FLOOD_CONNECTIONS, kind) as sockets:
+        health, health_seconds = timed(
+            lambda: requests.get(f"{stack.app_url}/health", timeout=ANSWER_WITHIN_SECONDS)
+        )
+        webhook, webhook_seconds = timed(lambda: signed_inbound(stack.app_url))
+        print(f"with {FLOOD_CONNECTIONS} {kind} connections: /health {health_seconds:.3f} s, "
+              f"signed webhook {webhook_seconds:.3f} s")  # fmt: skip
+        assert health.status_code == 200
+        assert webhook.status_code == 200, webhook.text
+
+        # However the two workers shared them, those over 2 x 1000 were made room for.
+        assert len(closed_by_server(sockets)) >= FLOOD_CONNECTIONS - 2000
+
+
+def closed_by_server(sockets: list[socket.socket]) -> list[socket.socket]:
+    """The sockets the server has closed (readable, and reading gives end of file)."""
+    with selectors.DefaultSelector() as selector:
+        for sock in sockets:
+            selector.register(sock, selectors.EVENT_READ)
+        ready = [key.fileobj for key, _ in selector.select(timeout=ANSWER_WITHIN_SECONDS)]
+    closed = []
+    for sock in ready:
+        sock.setblocking(False)
+        try:
+            answer = sock.recv(64)
+            if answer == b"" or answer.startswith(b"HTTP/1.1 503 "):  # 503: it had sent bytes
+                closed.append(sock)
+        except ConnectionResetError:
+            closed.append(sock)
+        except BlockingIOError:
+            pass
+    return closed
 
 
 def test_a_chunked_body_over_64_kib_is_413_problem_json(stack):
