@@ -49,10 +49,15 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="sms-s
 def on_starting(server):
     """In the master, before any worker: a bad configuration stops gunicorn here
     with one block naming every problem, instead of each worker's traceback."""
+    import logging
+
     from app import startup
     from app.config import ConfigError
+    from app.observability import ScrubFilter
     from app.vonage_client import build_client
 
+    # Workers inherit the filter: their refusals quote what the client sent.
+    logging.getLogger("gunicorn.error").addFilter(ScrubFilter())
     settings = startup.settings_or_exit()
     try:
         build_client(settings)

@@ -55,6 +55,17 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+class ScrubFilter(logging.Filter):
+    """For loggers with handlers of their own (gunicorn's error log): it quotes the
+    request line or header it refuses, a number or a token among them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = scrub(record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
 _PLAIN = frozenset(
     {"request_id", "name", "levelname", "pathname", "filename", "module", "funcName", "msg"}
     | {"processName", "threadName", "taskName", "exc_text", "stack_info", "route"}

@@ -3,6 +3,7 @@
 import json
 import logging
 import re
+import sys
 import uuid
 
 import pytest
@@ -151,3 +152,22 @@ def test_a_traceback_carries_no_number_or_token(make_app, monkeypatch, capfd, lo
     logged = capfd.readouterr().err
     assert "RuntimeError: could not reach *******0100 with [jwt]" in logged
     assert "14155550100" not in logged and "eyJ" not in logged
+
+
+def test_gunicorns_log_records_are_scrubbed_message_and_trace():
+    from app.observability import ScrubFilter
+
+    try:
+        raise ValueError("bad header from 14155550100")
+    except ValueError:
+        record = logging.LogRecord(
+            "gunicorn.error", logging.WARNING, __file__, 1, "Invalid request: %r", ("14155550100",),
+            exc_info=sys.exc_info(),
+        )  # fmt: skip
+
+    assert ScrubFilter().filter(record)
+    line = logging.Formatter().format(record)
+
+    assert "14155550100" not in line
+    assert "Invalid request: '*******0100'" in line
+    assert "ValueError: bad header from *******0100" in line

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.integration.conftest import wait_until
 from tests.support import inbound_payload, signed_headers
 
 pytestmark = pytest.mark.integration
@@ -203,6 +204,27 @@ def test_gunicorns_own_refusals_are_problem_json(stack, request_bytes, status):
     assert head.split(b" ")[1] == status
     assert b"application/problem+json" in head
     assert json.loads(body)["status"] == int(status)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "number"),
+    [
+        # gunicorn quotes a request line or header name it refuses in its log line.
+        (b"GET /messages?number=14155550141&note=\x01 HTTP/1.1\r\nHost: x\r\n\r\n", "14155550141"),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-To 14155550143: y\r\n\r\n", "14155550143"),
+    ],
+)
+def test_gunicorns_own_log_lines_carry_no_full_number(stack, request_bytes, number):
+    """gunicorn logs the request line or header name it refuses: a number there is masked."""
+    answer = raw_exchange(stack.app_url, request_bytes)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+
+    masked = "*" * (len(number) - 4) + number[-4:]
+    log = wait_until(
+        lambda: masked in (text := (stack.workdir / "app.log").read_text()) and text,
+        what="gunicorn's line about the refused request, its number masked",
+    )
+    assert number not in log
 
 
 def _folder_bytes(folder: Path) -> int:
