@@ -423,3 +423,45 @@ def test_a_new_url_takes_the_deliveries_still_waiting(app, client, signed_webhoo
     (event,) = receiver.verified(created["secret"])
     assert event["data"]["text"] == "Sounds good"
     assert old.received[0].headers["webhook-id"] == receiver.received[0].headers["webhook-id"]
+
+
+def test_an_international_host_name_is_sent_in_its_ascii_form(
+    app, client, signed_webhook, receiver, monkeypatch
+):
+    port = receiver.server.server_address[1]
+    real_getaddrinfo = socket.getaddrinfo
+
+    def fake_getaddrinfo(host, *args, **kwargs):
+        if host in ("例え.jp", "xn--r8jz45g.jp"):
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+    subscribe(client, f"http://例え.jp:{port}/hook", scope="all")
+    reply_from(client, signed_webhook)
+
+    dispatcher(app).run_until_idle()
+
+    [request] = receiver.received
+    assert request.headers["host"] == f"xn--r8jz45g.jp:{port}"
+    assert [row["status"] for row in deliveries(app)] == ["delivered"]
+
+
+def test_an_attempt_that_raises_counts_as_a_failed_attempt(
+    app, client, signed_webhook, receiver, monkeypatch
+):
+    created = subscribe(client, receiver.url, scope="all")
+    reply_from(client, signed_webhook)
+
+    def broken_post(self, body, headers):
+        raise UnicodeEncodeError("latin-1", "例", 0, 1, "not encodable")
+
+    monkeypatch.setattr("app.events.transport.Endpoint.post", broken_post)
+    attempts = dispatcher(app).run_until_idle()
+
+    [row] = deliveries(app)
+    assert attempts == 1
+    assert row["status"] == "pending" and row["attempts"] == 1
+    assert row["last_error"] == "UnicodeEncodeError"
+    assert row["next_attempt_at"] > utcnow()
+    assert created["id"] == row["subscription_id"]

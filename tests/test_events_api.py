@@ -100,6 +100,7 @@ def test_subscriptions_need_an_api_key(client):
         ({"url": "http://8.8.8.8:0/x"}, "url"),
         ({"url": "http://[fe80::1%25eth0]/x"}, "url"),
         ({"url": "http://[2001:db8::1%25eth0]/x"}, "url"),
+        ({"url": "https://" + "é" * 64 + ".example/x"}, "url"),
         ({"secret": "mine"}, "secret"),
     ],
 )
