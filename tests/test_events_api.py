@@ -632,3 +632,19 @@ def test_an_update_with_unhashable_events_is_422_not_500(client, events):
 
     assert response.status_code == 422
     assert response.get_json()["errors"][0]["field"] == "events"
+
+
+def test_the_pull_feed_filters_on_status_none_and_the_422_names_it(
+    client, send, vonage_api, signed_webhook
+):
+    _send(send, vonage_api, ALICE, API_KEY)
+    signed_webhook("/webhooks/inbound", inbound_payload("Hi", sender=ALICE[1:]))
+
+    pulled = events_of(client, status="none")
+    refused = client.get("/events?status=sent", headers=auth_headers())
+
+    assert [event["data"]["text"] for event in pulled] == ["Hi"]
+    assert pulled[0]["status"] == "none" and pulled[0]["deliveries"] == []
+    assert refused.get_json()["errors"] == [
+        {"field": "status", "message": "must be one of pending, delivered, failed, none"}
+    ]

@@ -126,7 +126,7 @@ def parse_event_query(args) -> tuple[store.EventFilter, int, Any]:
         errors.append({"field": "type", "message": "must be one of " + ", ".join(EVENT_TYPES)})
     status = args.get("status")
     if status is not None and status not in EVENT_STATES:
-        errors.append({"field": "status", "message": "must be pending, delivered or failed"})
+        errors.append({"field": "status", "message": "must be one of " + ", ".join(EVENT_STATES)})
     limit = paging.DEFAULT_LIMIT
     raw_limit = args.get("limit")
     if raw_limit is not None:
