@@ -244,7 +244,12 @@ class Dispatcher:
                 ),
             )
         except Exception as error:
-            log.exception("event delivery attempt failed unexpectedly")
+            # The class only: a message could quote the URL, and its query may hold a token.
+            log.error(
+                "event delivery attempt failed unexpectedly: %s",
+                type(error).__name__,
+                extra={"subscription_id": subscription["id"]},
+            )
             return Answer(None, error=type(error).__name__)
 
     def _endpoint(self, subscription: dict[str, Any]) -> Endpoint:
