@@ -111,3 +111,33 @@ def test_doubled_slashes_are_404_problem_json_not_an_html_redirect(
     assert response.get_json()["status"] == 404
     assert len(vonage_api.calls) == 0
     assert count_rows(app, "messages") == 0
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+def test_a_body_that_is_not_utf_8_is_400_and_nothing_is_sent(app, client, vonage_api, encoding):
+    """`application/json` is UTF-8 (RFC 8259); json.loads guessed UTF-16 and UTF-32
+    from the bytes, so such a body was read, stored and sent."""
+    body = json.dumps({"to": "+14155550100", "text": "Hi"}).encode(encoding)
+
+    response = client.post(
+        "/send-sms", data=body, headers=auth_headers(**{"Content-Type": "application/json"})
+    )
+
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    assert count_rows(app, "messages") == 0
+    assert len(vonage_api.calls) == 0
+
+
+def test_a_utf_8_body_with_a_byte_order_mark_is_still_read(app, client, vonage_api):
+    from tests.support import accepted
+
+    accepted(vonage_api)
+    body = b"\xef\xbb\xbf" + json.dumps({"to": "+14155550100", "text": "Hi"}).encode()
+
+    response = client.post(
+        "/send-sms", data=body, headers=auth_headers(**{"Content-Type": "application/json"})
+    )
+
+    assert response.status_code == 202
+    assert count_rows(app, "messages") == 1

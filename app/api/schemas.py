@@ -43,7 +43,9 @@ def json_object(request: Request) -> dict[str, Any]:
         )
     raw = request.get_data(cache=True)
     try:
-        body = json.loads(raw)
+        # Decoded here: json.loads(bytes) would guess UTF-16 or UTF-32 from the bytes.
+        # A UTF-8 byte order mark is tolerated (RFC 8259 lets a parser ignore it).
+        body = json.loads(raw.decode("utf-8-sig"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise Problem(400, "Bad Request", detail="the body is not valid JSON") from None
     if not isinstance(body, dict):
