@@ -422,6 +422,9 @@ def erase_number_command(number: str) -> None:
         canonical = message_filters.number_filter(number)
     except InvalidNumber as error:
         raise click.BadParameter(str(error), param_hint="NUMBER") from None
+    refused = erasure.refusal(canonical, current_app.extensions["settings"].vonage_number)
+    if refused:
+        raise click.BadParameter(refused, param_hint="NUMBER")
     with write_transaction(current_app.extensions["db"]) as connection:
         erased = privacy.erase_number(connection, canonical)
     click.echo(json.dumps(erasure.erasure_json(canonical, erased), indent=2))

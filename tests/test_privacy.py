@@ -197,6 +197,23 @@ def test_erasing_needs_an_api_key_and_a_number(app, client, signed_webhook):
     assert count_rows(app, "messages") == 1
 
 
+@pytest.mark.parametrize("written", ["14155550199", "+1 415 555 0199", "0014155550199"])
+def test_the_services_own_number_cannot_be_erased(app, client, runner, signed_webhook, written):
+    """Every inbound message is to VONAGE_NUMBER and every send from it: one call with
+    any API key erased the whole history of every key."""
+    signed_webhook("/webhooks/inbound", inbound_payload(sender=NUMBER))
+
+    response = client.delete(f"/numbers/{written}", headers=auth_headers())
+    command = runner.invoke(args=["erase-number", written])
+
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+    assert response.json["errors"][0]["field"] == "number"
+    assert command.exit_code != 0
+    assert "VONAGE_NUMBER" in command.output
+    assert count_rows(app, "messages") == 1
+
+
 def test_erase_number_cli(app, runner, signed_webhook):
     signed_webhook("/webhooks/inbound", inbound_payload(sender="MyBrand"))
     signed_webhook("/webhooks/inbound", inbound_payload(sender=NUMBER))

@@ -7,10 +7,27 @@ from flask import jsonify
 from app.api import message_filters
 from app.api.auth import require_api_key
 from app.errors import validation_problem
-from app.extensions import writing
+from app.extensions import settings, writing
 from app.observability import annotate
-from app.sms import InvalidNumber, mask_number
+from app.sms import InvalidNumber, canonical_address, mask_number
 from app.store import privacy
+
+OWN_NUMBER = (
+    "is this service's own number (VONAGE_NUMBER), in every message: "
+    "erasing it would erase them all"
+)
+
+
+def refusal(number: str, own_number: str) -> str | None:
+    """Why the canonical `number` may not be erased, or None.
+
+    Every inbound message is to the service's number and every send from it, so
+    erasing it would erase the whole history of every key: never a data subject's
+    request.
+    """
+    if own_number and number == canonical_address(own_number):
+        return OWN_NUMBER
+    return None
 
 
 def erase_number(number: str):
@@ -23,6 +40,9 @@ def erase_number(number: str):
         number = message_filters.number_filter(number)
     except InvalidNumber as error:
         raise validation_problem([{"field": "number", "message": str(error)}]) from None
+    refused = refusal(number, settings().vonage_number)
+    if refused:
+        raise validation_problem([{"field": "number", "message": refused}])
     with writing() as connection:
         erased = privacy.erase_number(connection, number)
     annotate(number=mask_number(number), erased_messages=erased.messages)
