@@ -80,7 +80,8 @@ INFO = {
     "description": "Send SMS through the Vonage Messages API, receive inbound SMS and "
     "delivery receipts, and read the history. Every error is RFC 9457 "
     "`application/problem+json`. JSON request bodies must be sent as `application/json` "
-    "(UTF-8); any other media type is answered 415 and changes nothing.",
+    "(UTF-8); any other media type is answered 415 and changes nothing. Every answer "
+    "carries `X-Request-ID` (the caller's, when it sent a sane one), also in the logs.",
     # No `license`: the repository has no licence file, so none is granted or named here.
     "contact": {"name": "SMS service maintainers"},
 }
@@ -90,8 +91,8 @@ def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _header(description: str, *, required: bool = False) -> Schema:
-    return {"description": description, "required": required, "schema": {"type": "string"}}
+def _header(description: str, *, required: bool = False, type: str = "string") -> Schema:
+    return {"description": description, "required": required, "schema": {"type": type}}
 
 
 RETRY_AFTER = _header("Seconds to wait before trying again.", required=True)
@@ -99,6 +100,16 @@ RETRY_AFTER_OPTIONAL = _header("Seconds to wait before trying again, when known.
 REPLAYED = _header(
     "`true` when this answer replays an earlier request with the same Idempotency-Key."
 )
+# flask-limiter's, on every answer of a rate-limited route; left out only when the
+# limit's storage fails after the view has answered.
+RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": _header(
+        "Requests allowed in the current window of `SEND_SMS_RATE_LIMIT` (per API key).",
+        type="integer",
+    ),
+    "X-RateLimit-Remaining": _header("Requests left in that window.", type="integer"),
+    "X-RateLimit-Reset": _header("When the window resets, in Unix seconds.", type="integer"),
+}
 
 
 def _json(description: str, schema: Schema, headers: dict[str, Schema] | None = None) -> Schema:
@@ -198,12 +209,27 @@ def _send_sms() -> Schema:
     )
 
 
+# What an Idempotency-Key stores and answers again: the 202, a refusal or outcome
+# unknown (502), a send interrupted before Vonage had it (503), a timeout (504).
+REPLAYABLE = ("202", "502", "503", "504")
+
+
 def _send_sms_responses() -> dict[str, Schema]:
+    """Every answer carries the rate limit's headers; those an Idempotency-Key can replay
+    say so."""
+    responses = _send_sms_answers()
+    for status, response in responses.items():
+        replayable = {"Idempotent-Replayed": REPLAYED} if status in REPLAYABLE else {}
+        headers = {**RATE_LIMIT_HEADERS, **replayable, **response.get("headers", {})}
+        responses[status] = {**response, "headers": headers}
+    return responses
+
+
+def _send_sms_answers() -> dict[str, Schema]:
     return {
         "202": _json(
             "Vonage accepted the message (or, on a replay, the first request's answer).",
             _ref("SendAccepted"),
-            headers={"Idempotent-Replayed": REPLAYED},
         ),
         "400": _problem(400, "The body is not a JSON object."),
         "401": UNAUTHORIZED,
@@ -439,7 +465,11 @@ def _create_subscription() -> Schema:
         EVENTS,
         API_KEY,
         {
-            "201": _json("Created; the secret is shown only here.", _ref("SubscriptionWithSecret")),
+            "201": _json(
+                "Created; the secret is shown only here.",
+                _ref("SubscriptionWithSecret"),
+                headers={"Location": _header("The new subscription's URL.", required=True)},
+            ),
             "400": _problem(400, "The body is not a JSON object."),
             "401": UNAUTHORIZED,
             "413": _problem(413, "The body is over 64 KiB."),

@@ -12,10 +12,27 @@ from app.api import message_filters, paging
 from app.api.schemas import MAX_CLIENT_REF, MAX_IDEMPOTENCY_KEY
 from app.openapi import build_spec
 from app.status import ORDER
-from tests.support import SIGNATURE_SECRET, accepted, auth_headers
+from tests.support import (
+    OTHER_API_KEY,
+    SIGNATURE_SECRET,
+    accepted,
+    auth_headers,
+    inbound_payload,
+)
 
 SPEC_URI = "urn:sms-service:openapi"
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
+# Headers of the HTTP exchange itself, not of one operation: no client branches on them.
+GENERIC_HEADERS = {
+    "content-type",
+    "content-length",
+    "date",
+    "server",
+    "connection",
+    "x-request-id",  # on every answer; the document's description says so
+    "content-security-policy",
+    "x-content-type-options",
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +53,13 @@ def assert_conforms(spec, method: str, path: str, response) -> None:
     for name, header in documented.get("headers", {}).items():
         if header.get("required"):
             assert name in response.headers, f"{status} without its {name} header"
+    documented_headers = {name.lower() for name in documented.get("headers", {})}
+    undocumented = {
+        name
+        for name in response.headers.keys()
+        if name.lower() not in documented_headers | GENERIC_HEADERS
+    }
+    assert not undocumented, f"{method} {path} {status} sent undocumented {undocumented}"
     media_type = response.mimetype
     assert media_type in documented["content"], f"{status} answered as {media_type}"
     pointer = _pointer("paths", path, method.lower(), "responses", status, "content", media_type)
@@ -267,3 +291,41 @@ def test_health_answers_match_the_spec(client, spec):
 
         assert response.status_code == 200
         assert_conforms(spec, "GET", path, response)
+
+
+def test_subscription_event_and_erasure_answers_match_the_spec(
+    client, spec, vonage_api, signed_webhook
+):
+    accepted(vonage_api)
+    body = {"url": "https://example.com/sms-events", "events": ["*"]}
+
+    created = client.post("/subscriptions", json=body, headers=auth_headers())
+    location = client.get(created.headers["Location"], headers=auth_headers())
+    listed = client.get("/subscriptions", headers=auth_headers())
+    rotated = client.post(f"{created.headers['Location']}/rotate-secret", headers=auth_headers())
+    invalid = client.post("/subscriptions", json={"url": "ftp://x"}, headers=auth_headers())
+    client.post("/send-sms", json={"to": "+14155550100", "text": "Hi"}, headers=auth_headers())
+    signed_webhook("/webhooks/inbound", inbound_payload("Thanks"))
+    events = client.get("/events?limit=1", headers=auth_headers())
+    event_id = events.get_json()["events"][0]["id"]
+    event = client.get(f"/events/{event_id}", headers=auth_headers())
+    redelivered = client.post(f"/events/{event_id}/redeliver", headers=auth_headers())
+    not_yours = client.get(f"/events/{event_id}", headers=auth_headers(OTHER_API_KEY))
+    deleted = client.delete(created.headers["Location"], headers=auth_headers())
+    gone = client.delete(created.headers["Location"], headers=auth_headers())
+    erased = client.delete("/numbers/%2B14155550100", headers=auth_headers())
+
+    assert [created.status_code, location.status_code, deleted.status_code] == [201, 200, 204]
+    assert location.get_json()["id"] == created.get_json()["id"]
+    assert [not_yours.status_code, gone.status_code, invalid.status_code] == [404, 404, 422]
+    assert_conforms(spec, "POST", "/subscriptions", created)
+    assert_conforms(spec, "POST", "/subscriptions", invalid)
+    assert_conforms(spec, "GET", "/subscriptions/{subscription_id}", location)
+    assert_conforms(spec, "GET", "/subscriptions", listed)
+    assert_conforms(spec, "POST", "/subscriptions/{subscription_id}/rotate-secret", rotated)
+    assert_conforms(spec, "GET", "/events", events)
+    assert_conforms(spec, "GET", "/events/{event_id}", event)
+    assert_conforms(spec, "GET", "/events/{event_id}", not_yours)
+    assert_conforms(spec, "POST", "/events/{event_id}/redeliver", redelivered)
+    assert_conforms(spec, "DELETE", "/subscriptions/{subscription_id}", gone)
+    assert_conforms(spec, "DELETE", "/numbers/{number}", erased)
