@@ -24,7 +24,7 @@ from app.api.models import component_schemas
 from app.api.paging import DEFAULT_LIMIT, MAX_LIMIT
 from app.api.schemas import JSON_MEDIA_TYPE, MAX_IDEMPOTENCY_KEY
 from app.errors import PROBLEM_BASE, PROBLEM_JSON
-from app.events.openapi import event_schemas
+from app.events.openapi import PAYLOADS, event_schemas
 from app.events.outbox import EVENT_TYPES
 from app.events.schemas import EVENT_STATES
 from app.sms import MAX_ADDRESS, NUMBER_HINT
@@ -600,6 +600,69 @@ def _event_paths() -> dict[str, Schema]:
     }
 
 
+def _standard_webhook_header(name: str, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "header",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+STANDARD_WEBHOOK_HEADERS = [
+    _standard_webhook_header(
+        "webhook-id", "The event's `id`, the same on every retry: deduplicate on it."
+    ),
+    _standard_webhook_header("webhook-timestamp", "This attempt's time, in Unix seconds."),
+    _standard_webhook_header(
+        "webhook-signature",
+        '`v1,<base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}">` with the '
+        "subscription's secret; for 24 h after a rotation, two space-separated signatures "
+        "(new and old). Verifiable with the `standardwebhooks` library.",
+    ),
+]
+WEBHOOK_SUMMARIES = {
+    "message.received": "A reply (an inbound message) routed to this key",
+    "message.status": "A status change of a message this key sent",
+    "contact.opted_out": "A number opted out (it replied STOP)",
+    "contact.opted_in": "A number opted back in (it replied START)",
+}
+
+
+def _event_webhook(event_type: str) -> Schema:
+    """What the service POSTs to a subscription's URL for one event type."""
+    responses = {
+        "200": {"description": "Any 2xx: delivered."},
+        "410": {"description": "Gone: the subscription is disabled; nothing more is sent."},
+        "default": {
+            "description": "Anything else, a timeout (10 s) or a refused connection: retried "
+            "after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h (a longer `Retry-After` is "
+            "honoured), then the delivery is `failed`. Redirects are not followed."
+        },
+    }
+    operation_id = "on" + "".join(part.title() for part in event_type.replace(".", "_").split("_"))
+    return _operation(
+        operation_id,
+        WEBHOOK_SUMMARIES[event_type],
+        EVENTS,
+        PUBLIC,
+        responses,
+        description=f"`{event_type}`, pushed to each subscription that takes it, at least once "
+        "(deduplicate on `webhook-id`), as a Standard Webhooks request.",
+        parameters=STANDARD_WEBHOOK_HEADERS,
+        requestBody={
+            "required": True,
+            "content": {JSON_MEDIA_TYPE: {"schema": _ref(PAYLOADS[event_type])}},
+        },
+    )
+
+
+def webhooks() -> dict[str, Schema]:
+    """The requests the service makes to subscribers, by event type."""
+    return {event_type: {"post": _event_webhook(event_type)} for event_type in EVENT_TYPES}
+
+
 def _index() -> Schema:
     links = _json("Links to the docs page, this document and the health check.", _ref("Index"))
     return _operation("index", "Where to start", OPERATIONS, PUBLIC, {"200": links})
@@ -649,6 +712,7 @@ def build_spec() -> dict[str, Any]:
         "tags": TAGS,
         "security": API_KEY,
         "paths": paths(),
+        "webhooks": webhooks(),
         "components": {
             "schemas": {**component_schemas(), **event_schemas()},
             "securitySchemes": SECURITY_SCHEMES,

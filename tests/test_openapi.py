@@ -10,17 +10,22 @@ from referencing.jsonschema import DRAFT202012
 
 from app.api import message_filters, paging
 from app.api.schemas import MAX_CLIENT_REF, MAX_IDEMPOTENCY_KEY
+from app.events.dispatcher import Dispatcher
+from app.events.outbox import EVENT_TYPES
 from app.openapi import build_spec
 from app.status import ORDER
+from tests.receivers import Receiver
 from tests.support import (
     OTHER_API_KEY,
     SIGNATURE_SECRET,
     accepted,
     auth_headers,
     inbound_payload,
+    status_payload,
 )
 
 SPEC_URI = "urn:sms-service:openapi"
+JSON = "application/json"
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 # Headers of the HTTP exchange itself, not of one operation: no client branches on them.
 GENERIC_HEADERS = {
@@ -63,13 +68,22 @@ def assert_conforms(spec, method: str, path: str, response) -> None:
     media_type = response.mimetype
     assert media_type in documented["content"], f"{status} answered as {media_type}"
     pointer = _pointer("paths", path, method.lower(), "responses", status, "content", media_type)
+    body = response.get_json() if media_type.endswith("json") else response.get_data(as_text=True)
+    errors = schema_errors(spec, pointer, body)
+    assert not errors, f"{method} {path} {status}: {errors}"
+
+
+def schema_errors(spec, pointer: str, value) -> list[str]:
+    """How `value` breaks the schema at `pointer` (its `schema` member) in `spec`."""
     registry = Registry().with_resource(
         SPEC_URI, Resource.from_contents(spec, default_specification=DRAFT202012)
     )
-    validator = Draft202012Validator({"$ref": f"{SPEC_URI}#/{pointer}/schema"}, registry=registry)
-    body = response.get_json() if media_type.endswith("json") else response.get_data(as_text=True)
-    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(body)]
-    assert not errors, f"{method} {path} {status}: {errors}"
+    validator = Draft202012Validator(
+        {"$ref": f"{SPEC_URI}#/{pointer}/schema"},
+        registry=registry,
+        format_checker=Draft202012Validator.FORMAT_CHECKER,
+    )
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(value)]
 
 
 def openapi_path(rule) -> str:
@@ -329,3 +343,32 @@ def test_subscription_event_and_erasure_answers_match_the_spec(
     assert_conforms(spec, "POST", "/events/{event_id}/redeliver", redelivered)
     assert_conforms(spec, "DELETE", "/subscriptions/{subscription_id}", gone)
     assert_conforms(spec, "DELETE", "/numbers/{number}", erased)
+
+
+def test_pushed_events_match_the_documents_webhooks(app, client, spec, vonage_api, signed_webhook):
+    """Each event type the dispatcher really delivers: its headers and body as `webhooks` says."""
+    vonage_api.add_passthru("http://127.0.0.1")
+    accepted(vonage_api)
+    with Receiver() as receiver:
+        subscription = {"url": receiver.url, "events": ["*"], "scope": "all"}
+        client.post("/subscriptions", json=subscription, headers=auth_headers())
+        sent = client.post(
+            "/send-sms", json={"to": "+14155550100", "text": "Hi"}, headers=auth_headers()
+        ).get_json()
+        signed_webhook("/webhooks/status", status_payload(sent["message_uuid"], "delivered"))
+        signed_webhook("/webhooks/inbound", inbound_payload("STOP"))
+        signed_webhook("/webhooks/inbound", inbound_payload("START"))
+
+        Dispatcher(app.extensions["db"], app.extensions["settings"]).run_until_idle()
+
+    assert set(spec["webhooks"]) == set(EVENT_TYPES)
+    delivered = {json.loads(request.body)["type"]: request for request in receiver.received}
+    assert set(delivered) == set(EVENT_TYPES)
+    for event_type, request in delivered.items():
+        operation = spec["webhooks"][event_type]["post"]
+        for header in operation["parameters"]:
+            assert header["in"] == "header" and header["name"] in request.headers, event_type
+        assert request.headers["content-type"] in operation["requestBody"]["content"]
+        pointer = _pointer("webhooks", event_type, "post", "requestBody", "content", JSON)
+        errors = schema_errors(spec, pointer, json.loads(request.body))
+        assert not errors, f"{event_type}: {errors}"
