@@ -430,7 +430,14 @@ def _metrics() -> Schema:
         "Prometheus metrics of every worker",
         OPERATIONS,
         METRICS_TOKEN_OR_PUBLIC,
-        {"200": exposition, "401": _problem(401, "`METRICS_TOKEN` is set and was not sent.")},
+        {
+            "200": exposition,
+            "401": _problem(
+                401,
+                "`METRICS_TOKEN` is set and was not sent.",
+                headers={"WWW-Authenticate": _header('`Bearer realm="metrics"`', required=True)},
+            ),
+        },
         description="Open unless `METRICS_TOKEN` is set; then it takes "
         "`Authorization: Bearer <METRICS_TOKEN>`.",
     )

@@ -307,6 +307,17 @@ def test_health_answers_match_the_spec(client, spec):
         assert_conforms(spec, "GET", path, response)
 
 
+def test_metrics_behind_a_token_match_the_spec(make_app, spec):
+    client = make_app(METRICS_TOKEN="metrics-token-0123456789abcdef").test_client()
+
+    refused = client.get("/metrics", headers=auth_headers())
+    allowed = client.get("/metrics", headers=auth_headers("metrics-token-0123456789abcdef"))
+
+    assert [refused.status_code, allowed.status_code] == [401, 200]
+    assert_conforms(spec, "GET", "/metrics", refused)
+    assert_conforms(spec, "GET", "/metrics", allowed)
+
+
 def test_subscription_event_and_erasure_answers_match_the_spec(
     client, spec, vonage_api, signed_webhook
 ):
