@@ -331,7 +331,8 @@ def test_subscription_event_and_erasure_answers_match_the_spec(
     invalid = client.post("/subscriptions", json={"url": "ftp://x"}, headers=auth_headers())
     client.post("/send-sms", json={"to": "+14155550100", "text": "Hi"}, headers=auth_headers())
     signed_webhook("/webhooks/inbound", inbound_payload("Thanks"))
-    events = client.get("/events?limit=1", headers=auth_headers())
+    signed_webhook("/webhooks/inbound", inbound_payload("STOP"))
+    events = client.get("/events", headers=auth_headers())
     event_id = events.get_json()["events"][0]["id"]
     event = client.get(f"/events/{event_id}", headers=auth_headers())
     redelivered = client.post(f"/events/{event_id}/redeliver", headers=auth_headers())
@@ -342,6 +343,10 @@ def test_subscription_event_and_erasure_answers_match_the_spec(
 
     assert [created.status_code, location.status_code, deleted.status_code] == [201, 200, 204]
     assert location.get_json()["id"] == created.get_json()["id"]
+    assert {event["type"] for event in events.get_json()["events"]} == {
+        "message.received",
+        "contact.opted_out",
+    }
     assert [not_yours.status_code, gone.status_code, invalid.status_code] == [404, 404, 422]
     assert_conforms(spec, "POST", "/subscriptions", created)
     assert_conforms(spec, "POST", "/subscriptions", invalid)

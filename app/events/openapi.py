@@ -133,7 +133,7 @@ def _subscription() -> Schema:
         "properties": {
             "id": {"type": "string"},
             "url": {"type": "string"},
-            "events": {"type": "array", "items": {"type": "string"}},
+            "events": {"type": "array", "items": {"enum": [*EVENT_TYPES, WILDCARD]}},
             "scope": {"enum": list(SCOPES)},
             "enabled": {"type": "boolean", "description": "False once the endpoint answered 410."},
             "disabled_at": _nullable("string", format="date-time"),
@@ -191,9 +191,9 @@ def _event() -> Schema:
             "type": {"enum": list(EVENT_TYPES)},
             "timestamp": {"type": "string", "format": "date-time"},
             "data": {
-                "type": "object",
-                "description": "The message as GET /messages/{identifier} shows it, or "
-                "the opt-out change (`number`, `opted_out`, `message_uuid`, `changed_at`).",
+                "anyOf": [_ref("MessageWithEvents"), _ref("ContactChange")],
+                "description": "As pushed: the message as GET /messages/{identifier} shows it "
+                "(`message.*`), or the opt-out change (`contact.*`).",
             },
             "status": {
                 "enum": list(EVENT_STATES),
