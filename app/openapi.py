@@ -509,6 +509,39 @@ def _subscription_operation(operation_id: str, summary: str, ok: Schema, **field
     )
 
 
+def _update_subscription(subscription: Schema) -> Schema:
+    return _subscription_operation(
+        "updateSubscription",
+        "Change a subscription's URL, events or scope, or disable or enable it",
+        {
+            "200": _json("The subscription as changed.", subscription),
+            "400": _problem(400, "The body is not a JSON object."),
+            "413": _problem(413, "The body is over 64 KiB."),
+            "415": _problem(415, "The body is not `application/json` (UTF-8)."),
+            "422": _problem(
+                422,
+                "No field, an unknown field, or an invalid `url`, `events`, `scope` "
+                "or `enabled` (as at creation); nothing is changed.",
+                type="validation",
+                schema="ValidationProblem",
+                **VALIDATION_EXAMPLE,
+            ),
+        },
+        description="The secret is kept. Disabling settles the deliveries waiting "
+        "for it as failed; after enabling, `POST /events/{event_id}/redeliver` "
+        "queues one again.",
+        requestBody={
+            "required": True,
+            "content": {
+                JSON_MEDIA_TYPE: {
+                    "schema": _ref("SubscriptionUpdate"),
+                    "example": {"enabled": True},
+                }
+            },
+        },
+    )
+
+
 def _list_events() -> Schema:
     parameters = [
         _query("type", {"enum": list(EVENT_TYPES)}, "Only events of this type."),
@@ -576,6 +609,7 @@ def _event_paths() -> dict[str, Schema]:
                 "One of this key's subscriptions",
                 {"200": _json("The subscription.", subscription)},
             ),
+            "patch": _update_subscription(subscription),
             "delete": _subscription_operation(
                 "deleteSubscription",
                 "Stop and forget a subscription, with its pending deliveries",

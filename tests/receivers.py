@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ class Reply:
     status: int = 204
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    close: bool = False  # drop the connection without answering
 
 
 class Receiver:
@@ -54,6 +56,10 @@ class Receiver:
                 reply = receiver.script(index)
                 if reply.delay:
                     receiver.release.wait(reply.delay)
+                if reply.close:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)

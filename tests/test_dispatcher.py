@@ -380,3 +380,88 @@ def test_the_lease_outlives_the_longest_lane():
 
     longest = module.LANE_BUDGET_SECONDS + TIMEOUT_SECONDS + module.LEASE_MARGIN_SECONDS
     assert module.LEASE_SECONDS > longest
+
+
+def test_a_subscription_disabled_by_410_is_enabled_again_and_redelivered(
+    app, client, signed_webhook, receiver
+):
+    receiver.script = lambda index: Reply(410) if index == 0 else Reply(204)
+    created = subscribe(client, receiver.url, scope="all")
+    reply_from(client, signed_webhook)
+    dispatcher(app).run_until_idle()
+    path = f"/subscriptions/{created['id']}"
+    assert client.get(path, headers=auth_headers()).get_json()["enabled"] is False
+
+    enabled = client.patch(path, json={"enabled": True}, headers=auth_headers())
+    (event,) = client.get("/events", headers=auth_headers()).get_json()["events"]
+    redelivered = client.post(f"/events/{event['id']}/redeliver", headers=auth_headers())
+    reply_from(client, signed_webhook, "And another")
+    dispatcher(app).run_until_idle()
+
+    assert enabled.status_code == 200
+    assert enabled.get_json()["enabled"] is True and enabled.get_json()["disabled_at"] is None
+    assert redelivered.status_code == 202
+    texts = [event["data"]["text"] for event in receiver.verified(created["secret"])]
+    assert texts == ["Sounds good", "Sounds good", "And another"]
+    assert {row["status"] for row in deliveries(app)} == {"delivered"}
+
+
+def test_a_new_url_takes_the_deliveries_still_waiting(app, client, signed_webhook, receiver):
+    with Receiver(lambda index: Reply(503)) as old:
+        created = subscribe(client, old.url, scope="all")
+        reply_from(client, signed_webhook)
+        dispatcher(app).run_once()
+        moved = client.patch(
+            f"/subscriptions/{created['id']}", json={"url": receiver.url}, headers=auth_headers()
+        )
+        with write_transaction(app.extensions["db"]) as connection:
+            connection.execute(outbox_store.deliveries.update().values(next_attempt_at=utcnow()))
+        dispatcher(app).run_until_idle()
+
+    assert moved.status_code == 200 and moved.get_json()["url"] == receiver.url
+    assert len(old.received) == 1
+    (event,) = receiver.verified(created["secret"])
+    assert event["data"]["text"] == "Sounds good"
+    assert old.received[0].headers["webhook-id"] == receiver.received[0].headers["webhook-id"]
+
+
+def test_an_international_host_name_is_sent_in_its_ascii_form(
+    app, client, signed_webhook, receiver, monkeypatch
+):
+    port = receiver.server.server_address[1]
+    real_getaddrinfo = socket.getaddrinfo
+
+    def fake_getaddrinfo(host, *args, **kwargs):
+        if host in ("例え.jp", "xn--r8jz45g.jp"):
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+    subscribe(client, f"http://例え.jp:{port}/hook", scope="all")
+    reply_from(client, signed_webhook)
+
+    dispatcher(app).run_until_idle()
+
+    [request] = receiver.received
+    assert request.headers["host"] == f"xn--r8jz45g.jp:{port}"
+    assert [row["status"] for row in deliveries(app)] == ["delivered"]
+
+
+def test_an_attempt_that_raises_counts_as_a_failed_attempt(
+    app, client, signed_webhook, receiver, monkeypatch
+):
+    created = subscribe(client, receiver.url, scope="all")
+    reply_from(client, signed_webhook)
+
+    def broken_post(self, body, headers):
+        raise UnicodeEncodeError("latin-1", "例", 0, 1, "not encodable")
+
+    monkeypatch.setattr("app.events.transport.Endpoint.post", broken_post)
+    attempts = dispatcher(app).run_until_idle()
+
+    [row] = deliveries(app)
+    assert attempts == 1
+    assert row["status"] == "pending" and row["attempts"] == 1
+    assert row["last_error"] == "UnicodeEncodeError"
+    assert row["next_attempt_at"] > utcnow()
+    assert created["id"] == row["subscription_id"]

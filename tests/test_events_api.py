@@ -100,6 +100,7 @@ def test_subscriptions_need_an_api_key(client):
         ({"url": "http://8.8.8.8:0/x"}, "url"),
         ({"url": "http://[fe80::1%25eth0]/x"}, "url"),
         ({"url": "http://[2001:db8::1%25eth0]/x"}, "url"),
+        ({"url": "https://" + "é" * 64 + ".example/x"}, "url"),
         ({"secret": "mine"}, "secret"),
     ],
 )
@@ -537,3 +538,113 @@ def test_a_key_may_have_at_most_100_subscriptions(app, client, monkeypatch):
     assert response.content_type == "application/problem+json"
     assert count_rows(app, "subscriptions") == 2
     assert subscribe(client, OTHER_API_KEY).status_code == 201
+
+
+def patch_subscription(client, subscription_id, body, key=API_KEY):
+    return client.patch(f"/subscriptions/{subscription_id}", json=body, headers=auth_headers(key))
+
+
+def test_a_subscription_is_updated_in_place_and_keeps_its_secret(app, client):
+    created = subscribe(client).get_json()
+
+    response = patch_subscription(
+        client,
+        created["id"],
+        {"url": "https://new.example.com/hook", "events": ["message.status"], "scope": "all"},
+    )
+
+    assert response.status_code == 200
+    body = response.get_json()
+    assert "secret" not in body
+    assert (body["url"], body["events"], body["scope"]) == (
+        "https://new.example.com/hook",
+        ["message.status"],
+        "all",
+    )
+    shown = client.get(f"/subscriptions/{created['id']}", headers=auth_headers()).get_json()
+    assert shown == body
+    with app.extensions["db"].connect() as connection:
+        secret = connection.execute(text("SELECT secret FROM subscriptions")).scalar_one()
+    assert secret == created["secret"]
+
+
+def test_a_disabled_subscription_takes_no_events_and_its_waiting_ones_fail(
+    app, client, signed_webhook
+):
+    created = subscribe(client, scope="all").get_json()
+    assert signed_webhook("/webhooks/inbound", inbound_payload("first")).status_code == 200
+
+    disabled = patch_subscription(client, created["id"], {"enabled": False})
+    assert signed_webhook("/webhooks/inbound", inbound_payload("second")).status_code == 200
+
+    assert disabled.status_code == 200
+    body = disabled.get_json()
+    assert body["enabled"] is False and body["disabled_reason"] == "disabled by its owner"
+    (first,) = [e for e in events_of(client) if e["data"]["text"] == "first"]
+    assert first["status"] == "failed"
+    assert first["deliveries"][0]["last_error"] == "disabled by its owner"
+    assert count_rows(app, "deliveries") == 1
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"url": "ftp://example.com/x"}, "url"),
+        ({"url": None}, "url"),
+        ({"events": []}, "events"),
+        ({"events": None}, "events"),
+        ({"scope": "everyone"}, "scope"),
+        ({"enabled": "yes"}, "enabled"),
+        ({"enabled": None}, "enabled"),
+        ({"secret": "mine"}, "secret"),
+        ({}, "body"),
+    ],
+)
+def test_an_invalid_update_is_422_and_changes_nothing(app, client, body, field):
+    created = subscribe(client).get_json()
+
+    request = {"scope": "all", **body} if body else body  # a valid change is not half-applied
+    response = patch_subscription(client, created["id"], request)
+
+    assert response.status_code == 422
+    assert response.content_type == "application/problem+json"
+    assert field in [error["field"] for error in response.get_json()["errors"]]
+    shown = client.get(f"/subscriptions/{created['id']}", headers=auth_headers()).get_json()
+    assert shown == {key: value for key, value in created.items() if key != "secret"}
+
+
+def test_another_keys_subscription_cannot_be_updated(client):
+    created = subscribe(client).get_json()
+
+    response = patch_subscription(client, created["id"], {"enabled": False}, key=OTHER_API_KEY)
+
+    assert response.status_code == 404
+    assert patch_subscription(client, "no-such-id", {"enabled": False}).status_code == 404
+    shown = client.get(f"/subscriptions/{created['id']}", headers=auth_headers()).get_json()
+    assert shown["enabled"] is True
+
+
+@pytest.mark.parametrize("events", [[{}], [["message.status"]]])
+def test_an_update_with_unhashable_events_is_422_not_500(client, events):
+    created = subscribe(client).get_json()
+
+    response = patch_subscription(client, created["id"], {"events": events})
+
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "events"
+
+
+def test_the_pull_feed_filters_on_status_none_and_the_422_names_it(
+    client, send, vonage_api, signed_webhook
+):
+    _send(send, vonage_api, ALICE, API_KEY)
+    signed_webhook("/webhooks/inbound", inbound_payload("Hi", sender=ALICE[1:]))
+
+    pulled = events_of(client, status="none")
+    refused = client.get("/events?status=sent", headers=auth_headers())
+
+    assert [event["data"]["text"] for event in pulled] == ["Hi"]
+    assert pulled[0]["status"] == "none" and pulled[0]["deliveries"] == []
+    assert refused.get_json()["errors"] == [
+        {"field": "status", "message": "must be one of pending, delivered, failed, none"}
+    ]

@@ -219,12 +219,7 @@ class Dispatcher:
                 late = time.monotonic() - started > LANE_BUDGET_SECONDS
                 if stop.is_set() or (index and late):
                     break
-                answer = endpoint.post(
-                    delivery["body"].encode(),
-                    signing.signed_headers(
-                        delivery["event_id"], delivery["body"], self._secrets(subscription)
-                    ),
-                )
+                answer = self._attempt(endpoint, delivery, subscription)
                 answers.append((delivery, answer))
                 if not answer.ok:
                     self._forget_endpoint(subscription["id"])
@@ -235,6 +230,27 @@ class Dispatcher:
         finally:
             self._record(lane, answers)
         return len(answers)
+
+    def _attempt(
+        self, endpoint: Endpoint, delivery: dict[str, Any], subscription: dict[str, Any]
+    ) -> Answer:
+        """One attempt; anything it raises is a failed attempt, retried on the schedule,
+        never a lane that fails unrecorded and is claimed again at once, for ever."""
+        try:
+            return endpoint.post(
+                delivery["body"].encode(),
+                signing.signed_headers(
+                    delivery["event_id"], delivery["body"], self._secrets(subscription)
+                ),
+            )
+        except Exception as error:
+            # The class only: a message could quote the URL, and its query may hold a token.
+            log.error(
+                "event delivery attempt failed unexpectedly: %s",
+                type(error).__name__,
+                extra={"subscription_id": subscription["id"]},
+            )
+            return Answer(None, error=type(error).__name__)
 
     def _endpoint(self, subscription: dict[str, Any]) -> Endpoint:
         """The subscription's endpoint, kept (with its connection) for a while.

@@ -28,6 +28,7 @@ def event_schemas() -> dict[str, Schema]:
     subscription = _subscription()
     return {
         "SubscriptionRequest": _subscription_request(),
+        "SubscriptionUpdate": _subscription_update(),
         "Subscription": subscription,
         "SubscriptionWithSecret": _with_secret(subscription),
         "SubscriptionList": {
@@ -126,6 +127,25 @@ def _subscription_request() -> Schema:
     }
 
 
+def _subscription_update() -> Schema:
+    fields = _subscription_request()["properties"]
+    return {
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": False,
+        "properties": {
+            "url": fields["url"],
+            "events": fields["events"],
+            "scope": {key: value for key, value in fields["scope"].items() if key != "default"},
+            "enabled": {
+                "type": "boolean",
+                "description": "`false` stops deliveries (those waiting fail, as after a "
+                "410); `true` enables it again, e.g. after a 410.",
+            },
+        },
+    }
+
+
 def _subscription() -> Schema:
     return {
         "type": "object",
@@ -135,7 +155,10 @@ def _subscription() -> Schema:
             "url": {"type": "string"},
             "events": {"type": "array", "items": {"enum": [*EVENT_TYPES, WILDCARD]}},
             "scope": {"enum": list(SCOPES)},
-            "enabled": {"type": "boolean", "description": "False once the endpoint answered 410."},
+            "enabled": {
+                "type": "boolean",
+                "description": "False once the endpoint answered 410 or its owner disabled it.",
+            },
             "disabled_at": _nullable("string", format="date-time"),
             "disabled_reason": _nullable("string"),
             "previous_secret_expires_at": _nullable(

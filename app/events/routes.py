@@ -109,6 +109,22 @@ def get_subscription(subscription_id: str):
     return jsonify(subscription_json(row))
 
 
+@bp.patch("/subscriptions/<subscription_id>")
+def update_subscription(subscription_id: str):
+    """Change `url`, `events`, `scope` or `enabled` (e.g. enable again after a 410)."""
+    config = settings()
+    changes = schemas.parse_subscription_update(
+        json_object(request),
+        https_only=config.is_production,
+        allow_private=config.allow_private_event_urls,
+    )
+    with writing() as connection:
+        _own_subscription(connection, subscription_id)
+        store.update_subscription(connection, g.api_key_id, subscription_id, changes, utcnow())
+        row = _own_subscription(connection, subscription_id)
+    return jsonify(subscription_json(row))
+
+
 @bp.delete("/subscriptions/<subscription_id>")
 def delete_subscription(subscription_id: str):
     deleted = schemas.valid_id(subscription_id)

@@ -12,6 +12,7 @@ from app.events.ssrf import UnsafeDestination, check_subscription_url
 from app.store import outbox as store
 
 SUBSCRIPTION_FIELDS = frozenset({"url", "events", "scope"})
+UPDATE_FIELDS = SUBSCRIPTION_FIELDS | {"enabled"}
 SCOPES = ("own", "all")
 WILDCARD = "*"
 EVENT_STATES = (*store.DELIVERY_STATES, store.NOT_PUSHED)
@@ -28,46 +29,89 @@ class NewSubscription:
 def parse_subscription(
     body: dict[str, Any], *, https_only: bool, allow_private: bool
 ) -> NewSubscription:
-    errors: list[dict[str, str]] = []
-    for name in sorted(set(body) - SUBSCRIPTION_FIELDS):
-        errors.append({"field": name, "message": "is not a known field"})
-
+    errors = _unknown_fields(body, SUBSCRIPTION_FIELDS)
     url = body.get("url")
     if url is None:
         errors.append({"field": "url", "message": "is required"})
     else:
-        try:
-            check_subscription_url(url, https_only=https_only, allow_private=allow_private)
-        except UnsafeDestination as error:
-            errors.append({"field": "url", "message": str(error)})
-
+        errors += _url_errors(url, https_only=https_only, allow_private=allow_private)
     events = body.get("events")
-    allowed = ", ".join(EVENT_TYPES)
     if events is None:
         errors.append({"field": "events", "message": "is required"})
-    elif (
+    else:
+        errors += _events_errors(events)
+    scope = body.get("scope", "own")
+    errors += _scope_errors(scope)
+    if errors:
+        raise validation_problem(errors)
+    return NewSubscription(url, list(dict.fromkeys(events)), scope)
+
+
+def parse_subscription_update(
+    body: dict[str, Any], *, https_only: bool, allow_private: bool
+) -> dict[str, Any]:
+    """The columns a PATCH changes: any of `url`, `events`, `scope`, `enabled`.
+
+    All or nothing: one invalid field and nothing changes (422).
+    """
+    errors = _unknown_fields(body, UPDATE_FIELDS)
+    if not body:
+        message = "give at least one of: " + ", ".join(sorted(UPDATE_FIELDS))
+        errors.append({"field": "body", "message": message})
+    changes: dict[str, Any] = {}
+    if "url" in body:
+        errors += _url_errors(body["url"], https_only=https_only, allow_private=allow_private)
+        changes["url"] = body["url"]
+    if "events" in body:
+        events_errors = _events_errors(body["events"])
+        errors += events_errors
+        if not events_errors:
+            changes["event_types"] = list(dict.fromkeys(body["events"]))
+    if "scope" in body:
+        errors += _scope_errors(body["scope"])
+        changes["scope"] = body["scope"]
+    if "enabled" in body:
+        if not isinstance(body["enabled"], bool):
+            errors.append({"field": "enabled", "message": "must be true or false"})
+        changes["enabled"] = body["enabled"]
+    if errors:
+        raise validation_problem(errors)
+    return changes
+
+
+def _unknown_fields(body: dict[str, Any], known: frozenset[str]) -> list[dict[str, str]]:
+    unknown = sorted(set(body) - known)
+    return [{"field": name, "message": "is not a known field"} for name in unknown]
+
+
+def _url_errors(url: object, *, https_only: bool, allow_private: bool) -> list[dict[str, str]]:
+    try:
+        check_subscription_url(url, https_only=https_only, allow_private=allow_private)
+    except UnsafeDestination as error:
+        return [{"field": "url", "message": str(error)}]
+    return []
+
+
+def _events_errors(events: object) -> list[dict[str, str]]:
+    allowed = ", ".join(EVENT_TYPES)
+    if (
         not isinstance(events, list)
         or not events
         or not all(isinstance(name, str) for name in events)
     ):
-        message = f'must be a non-empty list of: {allowed}, or ["*"]'
-        errors.append({"field": "events", "message": message})
-    elif WILDCARD in events and len(events) > 1:
-        errors.append({"field": "events", "message": '"*" must be the only entry'})
-    else:
-        unknown = sorted({name for name in events if name not in EVENT_TYPES and name != WILDCARD})
-        if unknown:
-            errors.append(
-                {"field": "events", "message": f"unknown event types {unknown}; known: {allowed}"}
-            )
+        return [{"field": "events", "message": f'must be a non-empty list of: {allowed}, or ["*"]'}]
+    if WILDCARD in events and len(events) > 1:
+        return [{"field": "events", "message": '"*" must be the only entry'}]
+    unknown = sorted({name for name in events if name not in EVENT_TYPES and name != WILDCARD})
+    if unknown:
+        return [{"field": "events", "message": f"unknown event types {unknown}; known: {allowed}"}]
+    return []
 
-    scope = body.get("scope", "own")
+
+def _scope_errors(scope: object) -> list[dict[str, str]]:
     if scope not in SCOPES:
-        errors.append({"field": "scope", "message": "must be own or all"})
-
-    if errors:
-        raise validation_problem(errors)
-    return NewSubscription(url, list(dict.fromkeys(events)), scope)
+        return [{"field": "scope", "message": "must be own or all"}]
+    return []
 
 
 def parse_event_query(args) -> tuple[store.EventFilter, int, Any]:
@@ -82,7 +126,7 @@ def parse_event_query(args) -> tuple[store.EventFilter, int, Any]:
         errors.append({"field": "type", "message": "must be one of " + ", ".join(EVENT_TYPES)})
     status = args.get("status")
     if status is not None and status not in EVENT_STATES:
-        errors.append({"field": "status", "message": "must be pending, delivered or failed"})
+        errors.append({"field": "status", "message": "must be one of " + ", ".join(EVENT_STATES)})
     limit = paging.DEFAULT_LIMIT
     raw_limit = args.get("limit")
     if raw_limit is not None:

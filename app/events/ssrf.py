@@ -57,8 +57,20 @@ def parse_url(url: object, *, https_only: bool) -> Destination:
     host = parts.hostname.lower().rstrip(".")
     if "%" in host:
         raise UnsafeDestination("must not carry an IPv6 zone id")
+    host = _ascii_host(host)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Destination(parts.scheme, host, port or (443 if parts.scheme == "https" else 80), path)
+
+
+def _ascii_host(host: str) -> str:
+    """An international name in its IDNA (`xn--`) form: what DNS, SNI, the
+    certificate and the `Host` header all use (http.client cannot send it raw)."""
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise UnsafeDestination("must name a valid host") from None
 
 
 # NAT64: the well-known prefix carries an IPv4 address in its last 32 bits (RFC 6052);

@@ -34,6 +34,7 @@ PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 DELIVERY_STATES = (PENDING, DELIVERED, FAILED)
 # An event with no subscription to push it to: readable only in the pull feed.
 NOT_PUSHED = "none"
+DISABLED_BY_OWNER = "disabled by its owner"
 
 
 # Subscriptions ---------------------------------------------------------------
@@ -102,6 +103,32 @@ def rotate_secret(
         )
     )
     return result.rowcount > 0
+
+
+def update_subscription(
+    connection: Connection,
+    owner: str,
+    subscription_id: str,
+    changes: dict[str, Any],
+    now: datetime,
+) -> bool:
+    """Change the owner's subscription: `url`, `event_types`, `scope` and/or `enabled`.
+
+    Disabling settles what was waiting as failed, as a 410 does (`redeliver`
+    or `events replay` queue it again once enabled); enabling clears the
+    reason. Deliveries already made and the secret are left alone.
+    """
+    values = {name: value for name, value in changes.items() if name != "enabled"}
+    if changes.get("enabled") is True:
+        values.update(disabled_at=None, disabled_reason=None)
+    owned = and_(subscriptions.c.id == subscription_id, subscriptions.c.owner == owner)
+    if values:
+        found = connection.execute(update(subscriptions).where(owned).values(**values)).rowcount
+    else:
+        found = connection.execute(select(subscriptions.c.id).where(owned)).first() is not None
+    if found and changes.get("enabled") is False:
+        disable_subscription(connection, subscription_id, DISABLED_BY_OWNER, now)
+    return bool(found)
 
 
 def disable_subscription(

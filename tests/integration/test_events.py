@@ -6,6 +6,7 @@ The app runs as `web:` (gunicorn) and the dispatcher as `worker:`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -197,3 +198,65 @@ def test_two_dispatchers_on_postgresql_never_double_an_attempt(start_stack):
         ids = [request.headers["webhook-id"] for request in hooks.received]
         assert len(ids) == events and len(set(ids)) == events
     assert "dispatcher started" in logs
+
+
+def test_failed_answers_are_retried_with_the_same_id_then_given_up_or_disabled(event_stack):
+    """Each receiver answers badly first (or always); the worker's schedule is 0.2 s x 3."""
+    stack = event_stack
+    first_then_ok = {
+        "client error": Reply(400),
+        "dropped connection": Reply(close=True),
+        "redirect": Reply(302, {"Location": "http://127.0.0.1:9/elsewhere"}),
+        "busy": Reply(503, {"Retry-After": "1"}),
+    }
+    scripts = {
+        name: (lambda index, reply=reply: reply if index == 0 else Reply(204))
+        for name, reply in first_then_ok.items()
+    }
+    scripts["always failing"] = lambda index: Reply(500)
+    scripts["gone"] = lambda index: Reply(410)
+    receivers = {name: Receiver(script) for name, script in scripts.items()}
+    with contextlib.ExitStack() as running:
+        for receiver in receivers.values():
+            running.enter_context(receiver)
+        running.enter_context(stack.worker())
+        subscriptions = {
+            name: subscribe(stack, receiver.url, scope="all", events=["message.received"])
+            for name, receiver in receivers.items()
+        }
+        post_inbound(stack, "14155550144", "Retry me", "ffffffff-0000-4000-8000-000000000001")
+
+        def settled():
+            events = call(stack, "GET", "/events", params={"type": "message.received"}).json()
+            (event,) = [e for e in events["events"] if e["data"]["text"] == "Retry me"]
+            return event if event["status"] == "failed" else None
+
+        event = wait_until(settled, what="every delivery delivered or given up")
+        gone = call(stack, "GET", f"/subscriptions/{subscriptions['gone']['id']}").json()
+        enabled = call(
+            stack, "PATCH", f"/subscriptions/{gone['id']}", json={"enabled": True}
+        ).json()
+        call(stack, "POST", f"/events/{event['id']}/redeliver")
+        wait_until(lambda: len(receivers["gone"].received) == 2, what="the redelivery")
+        for subscription in subscriptions.values():
+            unsubscribe(stack, subscription)
+
+    by_subscription = {delivery["subscription_id"]: delivery for delivery in event["deliveries"]}
+    for name, receiver in receivers.items():
+        ids = {request.headers["webhook-id"] for request in receiver.received}
+        assert ids == {event["id"]}, name
+        verified = receiver.verified(subscriptions[name]["secret"])
+        assert {e["data"]["text"] for e in verified} == {"Retry me"}, name
+        delivery = by_subscription[subscriptions[name]["id"]]
+        if name in first_then_ok:
+            assert (delivery["status"], delivery["attempts"]) == ("delivered", 2), name
+    busy = receivers["busy"].received
+    assert busy[1].at - busy[0].at >= 1.0  # Retry-After, not the 0.2 s of the schedule
+    failing = by_subscription[subscriptions["always failing"]["id"]]
+    assert (failing["status"], failing["attempts"], failing["last_status_code"]) == (
+        "failed",
+        4,
+        500,
+    )
+    assert gone["enabled"] is False and gone["disabled_reason"]
+    assert enabled["enabled"] is True
