@@ -116,7 +116,8 @@ def update_subscription(
 
     Disabling settles what was waiting as failed, as a 410 does (`redeliver`
     or `events replay` queue it again once enabled); enabling clears the
-    reason. Deliveries already made and the secret are left alone.
+    reason; a new URL makes what waits to retry due now (its attempts kept).
+    Deliveries already made and the secret are left alone.
     """
     values = {name: value for name, value in changes.items() if name != "enabled"}
     if changes.get("enabled") is True:
@@ -128,6 +129,16 @@ def update_subscription(
         found = connection.execute(select(subscriptions.c.id).where(owned)).first() is not None
     if found and changes.get("enabled") is False:
         disable_subscription(connection, subscription_id, DISABLED_BY_OWNER, now)
+    elif found and "url" in changes:
+        connection.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.subscription_id == subscription_id,
+                deliveries.c.status == PENDING,
+                deliveries.c.next_attempt_at > now,
+            )
+            .values(next_attempt_at=now)
+        )
     return bool(found)
 
 
