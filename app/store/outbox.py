@@ -341,19 +341,16 @@ def event_state(event_deliveries: list[dict[str, Any]]) -> str:
 
 
 def reset_deliveries(connection: Connection, condition, now: datetime) -> int:
-    """Queue deliveries again from their first attempt (to enabled subscriptions only)."""
+    """Queue deliveries again from their first attempt (to enabled subscriptions only).
+
+    A lease is left alone: a delivery in flight is being sent right now, and
+    freeing it would let another dispatcher send it too, at the same time.
+    """
     enabled = select(subscriptions.c.id).where(subscriptions.c.disabled_at.is_(None))
     result = connection.execute(
         update(deliveries)
         .where(condition, deliveries.c.subscription_id.in_(enabled))
-        .values(
-            status=PENDING,
-            attempts=0,
-            next_attempt_at=now,
-            locked_until=None,
-            locked_by=None,
-            delivered_at=None,
-        )
+        .values(status=PENDING, attempts=0, next_attempt_at=now, delivered_at=None)
     )
     return result.rowcount
 
