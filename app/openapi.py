@@ -24,7 +24,7 @@ from app.api.models import component_schemas
 from app.api.paging import DEFAULT_LIMIT, MAX_LIMIT
 from app.api.schemas import JSON_MEDIA_TYPE, MAX_IDEMPOTENCY_KEY
 from app.errors import PROBLEM_BASE, PROBLEM_JSON
-from app.events.openapi import event_schemas
+from app.events.openapi import PAYLOADS, event_schemas
 from app.events.outbox import EVENT_TYPES
 from app.events.schemas import EVENT_STATES
 from app.sms import MAX_ADDRESS, NUMBER_HINT
@@ -80,7 +80,8 @@ INFO = {
     "description": "Send SMS through the Vonage Messages API, receive inbound SMS and "
     "delivery receipts, and read the history. Every error is RFC 9457 "
     "`application/problem+json`. JSON request bodies must be sent as `application/json` "
-    "(UTF-8); any other media type is answered 415 and changes nothing.",
+    "(UTF-8); any other media type is answered 415 and changes nothing. Every answer "
+    "carries `X-Request-ID` (the caller's, when it sent a sane one), also in the logs.",
     # No `license`: the repository has no licence file, so none is granted or named here.
     "contact": {"name": "SMS service maintainers"},
 }
@@ -90,8 +91,8 @@ def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _header(description: str, *, required: bool = False) -> Schema:
-    return {"description": description, "required": required, "schema": {"type": "string"}}
+def _header(description: str, *, required: bool = False, type: str = "string") -> Schema:
+    return {"description": description, "required": required, "schema": {"type": type}}
 
 
 RETRY_AFTER = _header("Seconds to wait before trying again.", required=True)
@@ -99,6 +100,16 @@ RETRY_AFTER_OPTIONAL = _header("Seconds to wait before trying again, when known.
 REPLAYED = _header(
     "`true` when this answer replays an earlier request with the same Idempotency-Key."
 )
+# flask-limiter's, on every answer of a rate-limited route; left out only when the
+# limit's storage fails after the view has answered.
+RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": _header(
+        "Requests allowed in the current window of `SEND_SMS_RATE_LIMIT` (per API key).",
+        type="integer",
+    ),
+    "X-RateLimit-Remaining": _header("Requests left in that window.", type="integer"),
+    "X-RateLimit-Reset": _header("When the window resets, in Unix seconds.", type="integer"),
+}
 
 
 def _json(description: str, schema: Schema, headers: dict[str, Schema] | None = None) -> Schema:
@@ -198,12 +209,27 @@ def _send_sms() -> Schema:
     )
 
 
+# What an Idempotency-Key stores and answers again: the 202, a refusal or outcome
+# unknown (502), a send interrupted before Vonage had it (503), a timeout (504).
+REPLAYABLE = ("202", "502", "503", "504")
+
+
 def _send_sms_responses() -> dict[str, Schema]:
+    """Every answer carries the rate limit's headers; those an Idempotency-Key can replay
+    say so."""
+    responses = _send_sms_answers()
+    for status, response in responses.items():
+        replayable = {"Idempotent-Replayed": REPLAYED} if status in REPLAYABLE else {}
+        headers = {**RATE_LIMIT_HEADERS, **replayable, **response.get("headers", {})}
+        responses[status] = {**response, "headers": headers}
+    return responses
+
+
+def _send_sms_answers() -> dict[str, Schema]:
     return {
         "202": _json(
             "Vonage accepted the message (or, on a replay, the first request's answer).",
             _ref("SendAccepted"),
-            headers={"Idempotent-Replayed": REPLAYED},
         ),
         "400": _problem(400, "The body is not a JSON object."),
         "401": UNAUTHORIZED,
@@ -404,7 +430,14 @@ def _metrics() -> Schema:
         "Prometheus metrics of every worker",
         OPERATIONS,
         METRICS_TOKEN_OR_PUBLIC,
-        {"200": exposition, "401": _problem(401, "`METRICS_TOKEN` is set and was not sent.")},
+        {
+            "200": exposition,
+            "401": _problem(
+                401,
+                "`METRICS_TOKEN` is set and was not sent.",
+                headers={"WWW-Authenticate": _header('`Bearer realm="metrics"`', required=True)},
+            ),
+        },
         description="Open unless `METRICS_TOKEN` is set; then it takes "
         "`Authorization: Bearer <METRICS_TOKEN>`.",
     )
@@ -439,7 +472,11 @@ def _create_subscription() -> Schema:
         EVENTS,
         API_KEY,
         {
-            "201": _json("Created; the secret is shown only here.", _ref("SubscriptionWithSecret")),
+            "201": _json(
+                "Created; the secret is shown only here.",
+                _ref("SubscriptionWithSecret"),
+                headers={"Location": _header("The new subscription's URL.", required=True)},
+            ),
             "400": _problem(400, "The body is not a JSON object."),
             "401": UNAUTHORIZED,
             "413": _problem(413, "The body is over 64 KiB."),
@@ -604,6 +641,69 @@ def _event_paths() -> dict[str, Schema]:
     }
 
 
+def _standard_webhook_header(name: str, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "header",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+STANDARD_WEBHOOK_HEADERS = [
+    _standard_webhook_header(
+        "webhook-id", "The event's `id`, the same on every retry: deduplicate on it."
+    ),
+    _standard_webhook_header("webhook-timestamp", "This attempt's time, in Unix seconds."),
+    _standard_webhook_header(
+        "webhook-signature",
+        '`v1,<base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}">` with the '
+        "subscription's secret; for 24 h after a rotation, two space-separated signatures "
+        "(new and old). Verifiable with the `standardwebhooks` library.",
+    ),
+]
+WEBHOOK_SUMMARIES = {
+    "message.received": "A reply (an inbound message) routed to this key",
+    "message.status": "A status change of a message this key sent",
+    "contact.opted_out": "A number opted out (it replied STOP)",
+    "contact.opted_in": "A number opted back in (it replied START)",
+}
+
+
+def _event_webhook(event_type: str) -> Schema:
+    """What the service POSTs to a subscription's URL for one event type."""
+    responses = {
+        "200": {"description": "Any 2xx: delivered."},
+        "410": {"description": "Gone: the subscription is disabled; nothing more is sent."},
+        "default": {
+            "description": "Anything else, a timeout (10 s) or a refused connection: retried "
+            "after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h (a longer `Retry-After` is "
+            "honoured), then the delivery is `failed`. Redirects are not followed."
+        },
+    }
+    operation_id = "on" + "".join(part.title() for part in event_type.replace(".", "_").split("_"))
+    return _operation(
+        operation_id,
+        WEBHOOK_SUMMARIES[event_type],
+        EVENTS,
+        PUBLIC,
+        responses,
+        description=f"`{event_type}`, pushed to each subscription that takes it, at least once "
+        "(deduplicate on `webhook-id`), as a Standard Webhooks request.",
+        parameters=STANDARD_WEBHOOK_HEADERS,
+        requestBody={
+            "required": True,
+            "content": {JSON_MEDIA_TYPE: {"schema": _ref(PAYLOADS[event_type])}},
+        },
+    )
+
+
+def webhooks() -> dict[str, Schema]:
+    """The requests the service makes to subscribers, by event type."""
+    return {event_type: {"post": _event_webhook(event_type)} for event_type in EVENT_TYPES}
+
+
 def _index() -> Schema:
     links = _json("Links to the docs page, this document and the health check.", _ref("Index"))
     return _operation("index", "Where to start", OPERATIONS, PUBLIC, {"200": links})
@@ -653,6 +753,7 @@ def build_spec() -> dict[str, Any]:
         "tags": TAGS,
         "security": API_KEY,
         "paths": paths(),
+        "webhooks": webhooks(),
         "components": {
             "schemas": {**component_schemas(), **event_schemas()},
             "securitySchemes": SECURITY_SCHEMES,

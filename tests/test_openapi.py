@@ -10,12 +10,34 @@ from referencing.jsonschema import DRAFT202012
 
 from app.api import message_filters, paging
 from app.api.schemas import MAX_CLIENT_REF, MAX_IDEMPOTENCY_KEY
+from app.events.dispatcher import Dispatcher
+from app.events.outbox import EVENT_TYPES
 from app.openapi import build_spec
 from app.status import ORDER
-from tests.support import SIGNATURE_SECRET, accepted, auth_headers
+from tests.receivers import Receiver
+from tests.support import (
+    OTHER_API_KEY,
+    SIGNATURE_SECRET,
+    accepted,
+    auth_headers,
+    inbound_payload,
+    status_payload,
+)
 
 SPEC_URI = "urn:sms-service:openapi"
+JSON = "application/json"
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
+# Headers of the HTTP exchange itself, not of one operation: no client branches on them.
+GENERIC_HEADERS = {
+    "content-type",
+    "content-length",
+    "date",
+    "server",
+    "connection",
+    "x-request-id",  # on every answer; the document's description says so
+    "content-security-policy",
+    "x-content-type-options",
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +58,32 @@ def assert_conforms(spec, method: str, path: str, response) -> None:
     for name, header in documented.get("headers", {}).items():
         if header.get("required"):
             assert name in response.headers, f"{status} without its {name} header"
+    documented_headers = {name.lower() for name in documented.get("headers", {})}
+    undocumented = {
+        name
+        for name in response.headers.keys()
+        if name.lower() not in documented_headers | GENERIC_HEADERS
+    }
+    assert not undocumented, f"{method} {path} {status} sent undocumented {undocumented}"
     media_type = response.mimetype
     assert media_type in documented["content"], f"{status} answered as {media_type}"
     pointer = _pointer("paths", path, method.lower(), "responses", status, "content", media_type)
+    body = response.get_json() if media_type.endswith("json") else response.get_data(as_text=True)
+    errors = schema_errors(spec, pointer, body)
+    assert not errors, f"{method} {path} {status}: {errors}"
+
+
+def schema_errors(spec, pointer: str, value) -> list[str]:
+    """How `value` breaks the schema at `pointer` (its `schema` member) in `spec`."""
     registry = Registry().with_resource(
         SPEC_URI, Resource.from_contents(spec, default_specification=DRAFT202012)
     )
-    validator = Draft202012Validator({"$ref": f"{SPEC_URI}#/{pointer}/schema"}, registry=registry)
-    body = response.get_json() if media_type.endswith("json") else response.get_data(as_text=True)
-    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(body)]
-    assert not errors, f"{method} {path} {status}: {errors}"
+    validator = Draft202012Validator(
+        {"$ref": f"{SPEC_URI}#/{pointer}/schema"},
+        registry=registry,
+        format_checker=Draft202012Validator.FORMAT_CHECKER,
+    )
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(value)]
 
 
 def openapi_path(rule) -> str:
@@ -267,3 +305,86 @@ def test_health_answers_match_the_spec(client, spec):
 
         assert response.status_code == 200
         assert_conforms(spec, "GET", path, response)
+
+
+def test_metrics_behind_a_token_match_the_spec(make_app, spec):
+    client = make_app(METRICS_TOKEN="metrics-token-0123456789abcdef").test_client()
+
+    refused = client.get("/metrics", headers=auth_headers())
+    allowed = client.get("/metrics", headers=auth_headers("metrics-token-0123456789abcdef"))
+
+    assert [refused.status_code, allowed.status_code] == [401, 200]
+    assert_conforms(spec, "GET", "/metrics", refused)
+    assert_conforms(spec, "GET", "/metrics", allowed)
+
+
+def test_subscription_event_and_erasure_answers_match_the_spec(
+    client, spec, vonage_api, signed_webhook
+):
+    accepted(vonage_api)
+    body = {"url": "https://example.com/sms-events", "events": ["*"]}
+
+    created = client.post("/subscriptions", json=body, headers=auth_headers())
+    location = client.get(created.headers["Location"], headers=auth_headers())
+    listed = client.get("/subscriptions", headers=auth_headers())
+    rotated = client.post(f"{created.headers['Location']}/rotate-secret", headers=auth_headers())
+    invalid = client.post("/subscriptions", json={"url": "ftp://x"}, headers=auth_headers())
+    client.post("/send-sms", json={"to": "+14155550100", "text": "Hi"}, headers=auth_headers())
+    signed_webhook("/webhooks/inbound", inbound_payload("Thanks"))
+    signed_webhook("/webhooks/inbound", inbound_payload("STOP"))
+    events = client.get("/events", headers=auth_headers())
+    event_id = events.get_json()["events"][0]["id"]
+    event = client.get(f"/events/{event_id}", headers=auth_headers())
+    redelivered = client.post(f"/events/{event_id}/redeliver", headers=auth_headers())
+    not_yours = client.get(f"/events/{event_id}", headers=auth_headers(OTHER_API_KEY))
+    deleted = client.delete(created.headers["Location"], headers=auth_headers())
+    gone = client.delete(created.headers["Location"], headers=auth_headers())
+    erased = client.delete("/numbers/%2B14155550100", headers=auth_headers())
+
+    assert [created.status_code, location.status_code, deleted.status_code] == [201, 200, 204]
+    assert location.get_json()["id"] == created.get_json()["id"]
+    assert {event["type"] for event in events.get_json()["events"]} == {
+        "message.received",
+        "contact.opted_out",
+    }
+    assert [not_yours.status_code, gone.status_code, invalid.status_code] == [404, 404, 422]
+    assert_conforms(spec, "POST", "/subscriptions", created)
+    assert_conforms(spec, "POST", "/subscriptions", invalid)
+    assert_conforms(spec, "GET", "/subscriptions/{subscription_id}", location)
+    assert_conforms(spec, "GET", "/subscriptions", listed)
+    assert_conforms(spec, "POST", "/subscriptions/{subscription_id}/rotate-secret", rotated)
+    assert_conforms(spec, "GET", "/events", events)
+    assert_conforms(spec, "GET", "/events/{event_id}", event)
+    assert_conforms(spec, "GET", "/events/{event_id}", not_yours)
+    assert_conforms(spec, "POST", "/events/{event_id}/redeliver", redelivered)
+    assert_conforms(spec, "DELETE", "/subscriptions/{subscription_id}", gone)
+    assert_conforms(spec, "DELETE", "/numbers/{number}", erased)
+
+
+def test_pushed_events_match_the_documents_webhooks(app, client, spec, vonage_api, signed_webhook):
+    """Each event type the dispatcher really delivers: its headers and body as `webhooks` says."""
+    vonage_api.add_passthru("http://127.0.0.1")
+    accepted(vonage_api)
+    with Receiver() as receiver:
+        subscription = {"url": receiver.url, "events": ["*"], "scope": "all"}
+        client.post("/subscriptions", json=subscription, headers=auth_headers())
+        sent = client.post(
+            "/send-sms", json={"to": "+14155550100", "text": "Hi"}, headers=auth_headers()
+        ).get_json()
+        signed_webhook("/webhooks/status", status_payload(sent["message_uuid"], "delivered"))
+        signed_webhook("/webhooks/inbound", inbound_payload("STOP"))
+        signed_webhook("/webhooks/inbound", inbound_payload("START"))
+
+        Dispatcher(app.extensions["db"], app.extensions["settings"]).run_until_idle()
+
+    assert set(spec["webhooks"]) == set(EVENT_TYPES)
+    delivered = {json.loads(request.body)["type"]: request for request in receiver.received}
+    assert set(delivered) == set(EVENT_TYPES)
+    for event_type, request in delivered.items():
+        operation = spec["webhooks"][event_type]["post"]
+        for header in operation["parameters"]:
+            assert header["in"] == "header" and header["name"] in request.headers, event_type
+        assert request.headers["content-type"] in operation["requestBody"]["content"]
+        pointer = _pointer("webhooks", event_type, "post", "requestBody", "content", JSON)
+        errors = schema_errors(spec, pointer, json.loads(request.body))
+        assert not errors, f"{event_type}: {errors}"

@@ -20,7 +20,7 @@ from werkzeug.serving import make_server
 
 from app import create_app
 from app.config import load_settings
-from tests.support import API_KEY, accepted, count_rows
+from tests.support import API_KEY, accepted, count_rows, inbound_payload
 
 pytestmark = pytest.mark.integration
 
@@ -173,3 +173,36 @@ def test_generated_client_reads_a_message_known_only_by_an_undocumented_status(
 
     assert message.status == models.MessageStatus.UNKNOWN
     assert [event.status for event in message.events] == ["accepted"]
+
+
+def test_generated_client_reads_the_event_feed_with_typed_data(
+    sms_client, base_url, signed_webhook
+):
+    """A subscription, then a reply and a STOP: the feed's `data` is a message or a change."""
+    generated, models = sms_client, sms_client.models
+    list_events = importlib.import_module(f"{PACKAGE}.api.events.list_events")
+    create_subscription = importlib.import_module(f"{PACKAGE}.api.events.create_subscription")
+    client = generated.client.AuthenticatedClient(
+        base_url=base_url, token=API_KEY, raise_on_unexpected_status=True
+    )
+
+    with client as http:
+        created = create_subscription.sync_detailed(
+            client=http,
+            body=models.SubscriptionRequest(
+                url="https://example.com/sms-events",
+                events=[models.SubscriptionRequestEventsItem("*")],
+                scope=models.SubscriptionRequestScope.ALL,
+            ),
+        )
+        signed_webhook("/webhooks/inbound", inbound_payload("STOP"))
+        feed = list_events.sync(client=http)
+
+    assert created.status_code == 201 and created.parsed.secret.startswith("whsec_")
+    assert [str(item) for item in created.parsed.events] == ["*"]
+    by_type = {str(event.type_): event.data for event in feed.events}
+    assert set(by_type) == {"message.received", "contact.opted_out"}
+    assert isinstance(by_type["message.received"], models.MessageWithEvents)
+    assert by_type["message.received"].text == "STOP"
+    assert isinstance(by_type["contact.opted_out"], models.ContactChange)
+    assert by_type["contact.opted_out"].opted_out is True

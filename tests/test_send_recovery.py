@@ -9,10 +9,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.api.auth import fingerprint
+from app.openapi import build_spec
 from app.sending import request_hash
 from app.store import idempotency, messages
 from app.store.dialect import utcnow
 from tests.support import API_KEY, TO, accepted, count_rows, stored_message
+from tests.test_openapi import assert_conforms
 
 PAYLOAD = {"to": TO, "text": "Hi"}
 # What an Idempotency-Key is tied to: the request in canonical form.
@@ -88,7 +90,8 @@ def test_a_dead_request_that_called_vonage_answers_maybe_sent_and_never_resends(
     assert len(vonage_api.calls) == 0
 
 
-def test_a_dead_request_settled_by_its_webhook_answers_202_from_the_message(app, send, vonage_api):
+def test_a_dead_request_settled_by_its_webhook_answers_the_contracts_202(app, send, vonage_api):
+    """The first answer again: `submitted` (SendAccepted's only status), even once delivered."""
     message_id = abandoned_send(app, "killed", vonage_called=True)
     with app.extensions["db"].begin() as connection:
         connection.execute(
@@ -100,8 +103,11 @@ def test_a_dead_request_settled_by_its_webhook_answers_202_from_the_message(app,
 
     assert response.status_code == 202
     assert response.json["id"] == message_id
-    assert response.json["status"] == "delivered"
+    assert response.json["message_uuid"] == "u-1"
+    assert response.json["status"] == "submitted"
     assert response.headers["Idempotent-Replayed"] == "true"
+    assert_conforms(build_spec(), "POST", "/send-sms", response)
+    assert stored_message(app, message_id)["status"] == "delivered"
     assert len(vonage_api.calls) == 0
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.events.outbox import EVENT_TYPES
+from app.events.outbox import (
+    EVENT_TYPES,
+    MESSAGE_RECEIVED,
+    MESSAGE_STATUS,
+    OPTED_IN,
+    OPTED_OUT,
+)
 from app.events.schemas import EVENT_STATES, SCOPES, WILDCARD
 
 Schema = dict[str, Any]
@@ -40,6 +46,8 @@ def event_schemas() -> dict[str, Schema]:
                 "next_cursor": _nullable("string"),
             },
         },
+        "ContactChange": _contact_change(),
+        **{PAYLOADS[event_type]: _payload(event_type) for event_type in EVENT_TYPES},
         "Redelivery": {
             "type": "object",
             "required": ["id", "status", "deliveries"],
@@ -48,6 +56,46 @@ def event_schemas() -> dict[str, Schema]:
                 "status": {"enum": ["pending", "none"]},
                 "deliveries": {"type": "integer", "minimum": 0},
             },
+        },
+    }
+
+
+# The body pushed for each event type, by schema name (the OpenAPI document's `webhooks`).
+PAYLOADS = {
+    MESSAGE_RECEIVED: "MessageReceivedPayload",
+    MESSAGE_STATUS: "MessageStatusPayload",
+    OPTED_OUT: "ContactOptedOutPayload",
+    OPTED_IN: "ContactOptedInPayload",
+}
+
+
+def _payload(event_type: str) -> Schema:
+    """`{type, timestamp, data}`: a message's events carry it as GET /messages/{identifier}
+    shows it, an opt-out or opt-in the change."""
+    data = "ContactChange" if event_type in (OPTED_OUT, OPTED_IN) else "MessageWithEvents"
+    return {
+        "type": "object",
+        "required": ["type", "timestamp", "data"],
+        "properties": {
+            "type": {"type": "string", "const": event_type},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "data": _ref(data),
+        },
+    }
+
+
+def _contact_change() -> Schema:
+    return {
+        "type": "object",
+        "description": "A number opted out (it replied STOP) or back in (START).",
+        "required": ["number", "opted_out", "message_uuid", "changed_at"],
+        "properties": {
+            "number": {"type": "string", "description": "Canonical E.164 digits, no `+`."},
+            "opted_out": {"type": "boolean"},
+            "message_uuid": _nullable(
+                "string", description="The inbound message that made the change."
+            ),
+            "changed_at": {"type": "string", "format": "date-time"},
         },
     }
 
@@ -105,7 +153,7 @@ def _subscription() -> Schema:
         "properties": {
             "id": {"type": "string"},
             "url": {"type": "string"},
-            "events": {"type": "array", "items": {"type": "string"}},
+            "events": {"type": "array", "items": {"enum": [*EVENT_TYPES, WILDCARD]}},
             "scope": {"enum": list(SCOPES)},
             "enabled": {
                 "type": "boolean",
@@ -166,9 +214,9 @@ def _event() -> Schema:
             "type": {"enum": list(EVENT_TYPES)},
             "timestamp": {"type": "string", "format": "date-time"},
             "data": {
-                "type": "object",
-                "description": "The message as GET /messages/{identifier} shows it, or "
-                "the opt-out change (`number`, `opted_out`, `message_uuid`, `changed_at`).",
+                "anyOf": [_ref("MessageWithEvents"), _ref("ContactChange")],
+                "description": "As pushed: the message as GET /messages/{identifier} shows it "
+                "(`message.*`), or the opt-out change (`contact.*`).",
             },
             "status": {
                 "enum": list(EVENT_STATES),
