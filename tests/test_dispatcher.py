@@ -406,7 +406,9 @@ def test_a_subscription_disabled_by_410_is_enabled_again_and_redelivered(
     assert {row["status"] for row in deliveries(app)} == {"delivered"}
 
 
-def test_a_new_url_takes_the_deliveries_still_waiting_at_once(app, client, signed_webhook, receiver):
+def test_a_new_url_takes_the_deliveries_still_waiting_at_once(
+    app, client, signed_webhook, receiver
+):
     with Receiver(lambda index: Reply(503)) as old:
         created = subscribe(client, old.url, scope="all")
         reply_from(client, signed_webhook)
