@@ -527,9 +527,9 @@ def _update_subscription(subscription: Schema) -> Schema:
                 **VALIDATION_EXAMPLE,
             ),
         },
-        description="The secret is kept. Disabling settles the deliveries waiting "
-        "for it as failed; after enabling, `POST /events/{event_id}/redeliver` "
-        "queues one again.",
+        description="The secret is kept. A new `url` takes the deliveries waiting to "
+        "retry at once. Disabling settles the deliveries waiting for it as failed; after "
+        "enabling, `POST /events/{event_id}/redeliver` queues one again.",
         requestBody={
             "required": True,
             "content": {

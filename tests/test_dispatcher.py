@@ -406,7 +406,9 @@ def test_a_subscription_disabled_by_410_is_enabled_again_and_redelivered(
     assert {row["status"] for row in deliveries(app)} == {"delivered"}
 
 
-def test_a_new_url_takes_the_deliveries_still_waiting(app, client, signed_webhook, receiver):
+def test_a_new_url_takes_the_deliveries_still_waiting_at_once(
+    app, client, signed_webhook, receiver
+):
     with Receiver(lambda index: Reply(503)) as old:
         created = subscribe(client, old.url, scope="all")
         reply_from(client, signed_webhook)
@@ -414,9 +416,7 @@ def test_a_new_url_takes_the_deliveries_still_waiting(app, client, signed_webhoo
         moved = client.patch(
             f"/subscriptions/{created['id']}", json={"url": receiver.url}, headers=auth_headers()
         )
-        with write_transaction(app.extensions["db"]) as connection:
-            connection.execute(outbox_store.deliveries.update().values(next_attempt_at=utcnow()))
-        dispatcher(app).run_until_idle()
+        dispatcher(app).run_until_idle()  # due at once at the new URL, not in 5 s
 
     assert moved.status_code == 200 and moved.get_json()["url"] == receiver.url
     assert len(old.received) == 1
@@ -465,3 +465,30 @@ def test_an_attempt_that_raises_counts_as_a_failed_attempt(
     assert row["last_error"] == "UnicodeEncodeError"
     assert row["next_attempt_at"] > utcnow()
     assert created["id"] == row["subscription_id"]
+
+
+def test_redeliver_leaves_an_attempt_in_flight_to_its_lane(app, client, signed_webhook, receiver):
+    """Clearing the lease would let a second dispatcher send the event while the first still is."""
+    subscribe(client, receiver.url, scope="all")
+    reply_from(client, signed_webhook)
+    engine = app.extensions["db"]
+    now = utcnow()
+    with write_transaction(engine) as connection:
+        [subscription_id] = outbox_store.lanes_with_work(connection, now, set())
+        lane = outbox_store.claim_lane(
+            connection, subscription_id, "other", now, now + timedelta(seconds=60), 10
+        )
+    (event,) = client.get("/events", headers=auth_headers()).get_json()["events"]
+
+    redelivered = client.post(f"/events/{event['id']}/redeliver", headers=auth_headers())
+
+    assert redelivered.status_code == 202
+    assert dispatcher(app).run_once() == 0
+    assert receiver.received == []
+    with write_transaction(engine) as connection:
+        settled = outbox_store.settle_many(
+            connection,
+            "other",
+            [{"id": lane.deliveries[0]["id"], "status": "delivered", "attempts": 1}],
+        )
+    assert settled == 1

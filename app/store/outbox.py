@@ -116,7 +116,8 @@ def update_subscription(
 
     Disabling settles what was waiting as failed, as a 410 does (`redeliver`
     or `events replay` queue it again once enabled); enabling clears the
-    reason. Deliveries already made and the secret are left alone.
+    reason; a new URL makes what waits to retry due now (its attempts kept).
+    Deliveries already made and the secret are left alone.
     """
     values = {name: value for name, value in changes.items() if name != "enabled"}
     if changes.get("enabled") is True:
@@ -128,6 +129,16 @@ def update_subscription(
         found = connection.execute(select(subscriptions.c.id).where(owned)).first() is not None
     if found and changes.get("enabled") is False:
         disable_subscription(connection, subscription_id, DISABLED_BY_OWNER, now)
+    elif found and "url" in changes:
+        connection.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.subscription_id == subscription_id,
+                deliveries.c.status == PENDING,
+                deliveries.c.next_attempt_at > now,
+            )
+            .values(next_attempt_at=now)
+        )
     return bool(found)
 
 
@@ -330,19 +341,16 @@ def event_state(event_deliveries: list[dict[str, Any]]) -> str:
 
 
 def reset_deliveries(connection: Connection, condition, now: datetime) -> int:
-    """Queue deliveries again from their first attempt (to enabled subscriptions only)."""
+    """Queue deliveries again from their first attempt (to enabled subscriptions only).
+
+    A lease is left alone: a delivery in flight is being sent right now, and
+    freeing it would let another dispatcher send it too, at the same time.
+    """
     enabled = select(subscriptions.c.id).where(subscriptions.c.disabled_at.is_(None))
     result = connection.execute(
         update(deliveries)
         .where(condition, deliveries.c.subscription_id.in_(enabled))
-        .values(
-            status=PENDING,
-            attempts=0,
-            next_attempt_at=now,
-            locked_until=None,
-            locked_by=None,
-            delivered_at=None,
-        )
+        .values(status=PENDING, attempts=0, next_attempt_at=now, delivered_at=None)
     )
     return result.rowcount
 
