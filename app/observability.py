@@ -33,10 +33,14 @@ _BEARER = re.compile(r"(?i)bearer\s+\S+")
 log = logging.getLogger("app.access")
 
 
+def _masked(match: re.Match) -> str:
+    return "*" * (len(match.group()) - 4) + match.group()[-4:]
+
+
 def scrub(text: str) -> str:
     text = _JWT.sub("[jwt]", text)
     text = _BEARER.sub("Bearer [redacted]", text)
-    return _NUMBER.sub(lambda m: "*" * (len(m.group()) - 4) + m.group()[-4:], text)
+    return _NUMBER.sub(_masked, text)
 
 
 class _ContextFilter(logging.Filter):
@@ -55,12 +59,19 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+# In a raw request line a number may follow a letter or a hyphen (`%2B1415…`,
+# `X-To-1415…`), which `scrub` leaves alone to spare ids; gunicorn's lines carry
+# no ids, and its pids have at most 7 digits.
+_DIGIT_RUN = re.compile(r"(?<!\d)\d{8,15}(?!\d)")
+
+
 class ScrubFilter(logging.Filter):
     """For loggers with handlers of their own (gunicorn's error log): it quotes the
     request line or header it refuses, a number or a token among them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = scrub(record.getMessage()), None
+        message = scrub(record.getMessage())
+        record.msg, record.args = _DIGIT_RUN.sub(_masked, message), None
         if record.exc_info and not record.exc_text:
             record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
         return True

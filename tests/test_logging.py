@@ -171,3 +171,20 @@ def test_gunicorns_log_records_are_scrubbed_message_and_trace():
     assert "14155550100" not in line
     assert "Invalid request: '*******0100'" in line
     assert "ValueError: bad header from *******0100" in line
+
+
+def test_gunicorns_lines_mask_a_number_next_to_a_letter_or_a_hyphen():
+    """gunicorn quotes raw request lines: `%2B14155550100` is an encoded +14155550100."""
+    from app.observability import ScrubFilter
+
+    record = logging.LogRecord(
+        "gunicorn.error", logging.WARNING, __file__, 1,
+        "Invalid request line: 'GET /m?number=%2B14155550100 x' header 'X-To-14155550101'",
+        None, None,
+    )  # fmt: skip
+
+    assert ScrubFilter().filter(record)
+
+    assert "14155550100" not in record.getMessage()
+    assert "14155550101" not in record.getMessage()
+    assert "%2B*******0100" in record.getMessage()

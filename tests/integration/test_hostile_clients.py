@@ -212,6 +212,9 @@ def test_gunicorns_own_refusals_are_problem_json(stack, request_bytes, status):
         # gunicorn quotes a request line or header name it refuses in its log line.
         (b"GET /messages?number=14155550141&note=\x01 HTTP/1.1\r\nHost: x\r\n\r\n", "14155550141"),
         (b"GET /health HTTP/1.1\r\nHost: x\r\nX-To 14155550143: y\r\n\r\n", "14155550143"),
+        # Next to a letter or a hyphen: `%2B` (an encoded +), a header name.
+        (b"GET /messages?number=%2B14155550144&n=\x01 HTTP/1.1\r\nHost: x\r\n\r\n", "14155550144"),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-To-14155550145 : y\r\n\r\n", "14155550145"),
     ],
 )
 def test_gunicorns_own_log_lines_carry_no_full_number(stack, request_bytes, number):
