@@ -48,7 +48,7 @@ TAGS = [
 API_KEY = [{"bearerAuth": []}]
 VONAGE_SIGNED = [{"vonageSignature": []}]
 PUBLIC: list[Schema] = []
-METRICS_TOKEN_OR_PUBLIC: list[Schema] = [{}, {"metricsToken": []}]
+METRICS_TOKEN_OR_API_KEY: list[Schema] = [{"metricsToken": []}, {"bearerAuth": []}]
 
 SECURITY_SCHEMES = {
     "bearerAuth": {
@@ -60,7 +60,7 @@ SECURITY_SCHEMES = {
     "metricsToken": {
         "type": "http",
         "scheme": "bearer",
-        "description": "`Authorization: Bearer <METRICS_TOKEN>`, only when it is set.",
+        "description": "`Authorization: Bearer <METRICS_TOKEN>`, when it is set.",
     },
     "vonageSignature": {
         "type": "http",
@@ -429,17 +429,17 @@ def _metrics() -> Schema:
         "metrics",
         "Prometheus metrics of every worker",
         OPERATIONS,
-        METRICS_TOKEN_OR_PUBLIC,
+        METRICS_TOKEN_OR_API_KEY,
         {
             "200": exposition,
             "401": _problem(
                 401,
-                "`METRICS_TOKEN` is set and was not sent.",
+                "`METRICS_TOKEN` (when it is set) or an API key (when it is not) was not sent.",
                 headers={"WWW-Authenticate": _header('`Bearer realm="metrics"`', required=True)},
             ),
         },
-        description="Open unless `METRICS_TOKEN` is set; then it takes "
-        "`Authorization: Bearer <METRICS_TOKEN>`.",
+        description="Takes `Authorization: Bearer <METRICS_TOKEN>` when it is set (a "
+        "credential for the scraper that cannot send), otherwise an API key.",
     )
 
 

@@ -448,7 +448,7 @@ def test_metrics_show_the_backlog(client, send, vonage_api, signed_webhook):
     _send(send, vonage_api, ALICE, API_KEY)
     signed_webhook("/webhooks/inbound", inbound_payload("Hi", sender=ALICE[1:]))
 
-    body = client.get("/metrics").get_data(as_text=True)
+    body = client.get("/metrics", headers=auth_headers()).get_data(as_text=True)
 
     assert 'sms_event_deliveries_waiting{state="pending"} 1.0' in body
     assert "sms_event_oldest_pending_age_seconds" in body

@@ -54,7 +54,7 @@ def test_sends_and_webhooks_are_counted_by_outcome(app, client, send, signed_web
     assert sample("sms_webhooks_total", kind="inbound", outcome="bad_signature") == before_bad + 1
     assert sample("sms_webhooks_total", kind="inbound", outcome="unsigned") == before_unsigned + 1
 
-    text = client.get("/metrics").get_data(as_text=True)
+    text = client.get("/metrics", headers=auth_headers()).get_data(as_text=True)
     assert "sms_status_events_total" in text
     assert 'http_request_duration_seconds_bucket{le="0.005",method="POST",route="/send-sms"' in text
     assert "vonage_send_duration_seconds_count" in text
@@ -62,8 +62,10 @@ def test_sends_and_webhooks_are_counted_by_outcome(app, client, send, signed_web
 
 def test_metrics_need_no_key_and_are_never_rate_limited(make_app):
     client = make_app(SEND_SMS_RATE_LIMIT="1/minute").test_client()
-    assert [client.get("/metrics").status_code for _ in range(3)] == [200] * 3
-    assert client.get("/metrics").content_type.startswith("text/plain")
+    assert [client.get("/metrics", headers=auth_headers()).status_code for _ in range(3)] == [
+        200
+    ] * 3
+    assert client.get("/metrics", headers=auth_headers()).content_type.startswith("text/plain")
 
 
 def _vonage_answers(status):
@@ -151,7 +153,7 @@ def test_made_up_methods_routes_and_statuses_add_no_time_series(client):
         client.open("/health", method=f"QWERTYUIOP{index}")
     client.get(f"/no-such-route-{uuid.uuid4()}")
 
-    text = client.get("/metrics").get_data(as_text=True)
+    text = client.get("/metrics", headers=auth_headers()).get_data(as_text=True)
     assert "QWERTYUIOP" not in text
     assert "no-such-route" not in text
     assert (
@@ -191,5 +193,20 @@ def test_metrics_token_protects_metrics_when_set(make_app):
     assert (refused.status_code, wrong.status_code) == (401, 401)
     assert refused.mimetype == "application/problem+json"
     assert "sms_sends_total" not in refused.get_data(as_text=True)
+    assert allowed.status_code == 200
+    assert "sms_sends_total" in allowed.get_data(as_text=True)
+
+
+def test_metrics_need_an_api_key_while_no_token_is_set(client):
+    """Every route but health and docs needs a key: without METRICS_TOKEN, /metrics
+    takes an API key, and is never open."""
+    unsent = client.get("/metrics")
+    wrong = client.get("/metrics", headers=auth_headers("not-a-key-0123456789abcdef"))
+    allowed = client.get("/metrics", headers=auth_headers())
+
+    assert (unsent.status_code, wrong.status_code) == (401, 401)
+    assert unsent.mimetype == "application/problem+json"
+    assert unsent.headers["WWW-Authenticate"] == 'Bearer realm="metrics"'
+    assert "sms_sends_total" not in unsent.get_data(as_text=True) + wrong.get_data(as_text=True)
     assert allowed.status_code == 200
     assert "sms_sends_total" in allowed.get_data(as_text=True)

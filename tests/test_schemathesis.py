@@ -27,7 +27,7 @@ from app.openapi import build_spec
 from tests.support import accepted, auth_headers
 
 WEBHOOK_PATHS = {"/webhooks/inbound", "/webhooks/status"}
-PUBLIC_PATHS = {"/", "/docs", "/health", "/health/ready", "/metrics", "/openapi.json"}
+PUBLIC_PATHS = {"/", "/docs", "/health", "/health/ready", "/openapi.json"}
 
 
 @pytest.fixture

@@ -310,7 +310,7 @@ def test_dead_letters_are_counted_in_metrics(app, client, signed_webhook):
     before = sample("sms_webhooks_total", kind="inbound", outcome="dead_letter")
     signed_webhook("/webhooks/inbound", v0_1_inbound())
 
-    body = client.get("/metrics").get_data(as_text=True)
+    body = client.get("/metrics", headers=auth_headers()).get_data(as_text=True)
 
     assert sample("sms_webhooks_total", kind="inbound", outcome="dead_letter") == before + 1
     assert "sms_webhook_dead_letters_total" in body

@@ -67,15 +67,21 @@ def rate_limit_key() -> str:
 
 
 def require_metrics_token() -> None:
-    """/metrics is open unless `METRICS_TOKEN` is set; then it takes that bearer token."""
+    """/metrics takes `METRICS_TOKEN` when it is set (a scraper's credential that
+    cannot send), otherwise an API key: every route but health and docs needs one."""
     expected = settings().metrics_token
-    if not expected:
+    if expected:
+        token = presented_key()
+        if token is not None and matching_key(token, (expected,)) is not None:
+            return
+        detail = "send Authorization: Bearer <METRICS_TOKEN>"
+    elif api_key_id() is not None:
         return
-    token = presented_key()
-    if token is None or matching_key(token, (expected,)) is None:
-        raise Problem(
-            401,
-            "Unauthorized",
-            detail="send Authorization: Bearer <METRICS_TOKEN>",
-            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
-        )
+    else:
+        detail = "send Authorization: Bearer <API key>, or set METRICS_TOKEN for the scraper"
+    raise Problem(
+        401,
+        "Unauthorized",
+        detail=detail,
+        headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+    )

@@ -87,8 +87,12 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def _pending(port: int) -> float:
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+def _pending(port: int, api_key: str) -> float:
+    text = requests.get(
+        f"http://127.0.0.1:{port}/metrics",
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=10,
+    ).text
     for line in text.splitlines():
         if line.startswith('sms_event_deliveries_waiting{state="pending"}'):
             return float(line.rsplit(" ", 1)[1])
@@ -126,7 +130,7 @@ def run(bench, api_key: str) -> dict[str, Any]:
             result = bench.webhook_run(port, database, ("inbound", "status"), "events: outbox on")
             ended = time.time()
             deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
-            while _pending(port) > 0 and time.monotonic() < deadline:
+            while _pending(port, api_key) > 0 and time.monotonic() < deadline:
                 time.sleep(0.2)
             drained = time.time()
             arrivals = receiver.take()

@@ -244,12 +244,12 @@ def test_made_up_methods_do_not_grow_metrics(start_stack, tmp_path):
     with start_stack(PROMETHEUS_MULTIPROC_DIR=str(folder), WEB_CONCURRENCY="1") as stack:
         for _ in range(5):
             requests.get(f"{stack.app_url}/health", timeout=10)
-        before = len(requests.get(f"{stack.app_url}/metrics", timeout=10).content)
+        before = len(stack.app_get("/metrics").content)
         folder_before = _folder_bytes(folder)
         with requests.Session() as session:
             for index in range(300):
                 session.request(f"QWERTYUIOP{index:03d}", f"{stack.app_url}/health", timeout=10)
-        after = len(requests.get(f"{stack.app_url}/metrics", timeout=10).content)
+        after = len(stack.app_get("/metrics").content)
         folder_after = _folder_bytes(folder)
     print(f"/metrics {before} -> {after} bytes; folder {folder_before} -> {folder_after} bytes")
     assert after - before < 5000

@@ -25,7 +25,7 @@ def counter(text: str, name: str, **labels) -> float:
 def test_counts_from_every_worker_are_summed(stack):
     """40 deliveries over 8 connections reach both workers; /metrics, answered by
     either one, must count all 40 (a per-process registry would count only its own)."""
-    before = requests.get(f"{stack.app_url}/metrics", timeout=10).text
+    before = stack.app_get("/metrics").text
 
     def deliver(_):
         body = json.dumps(inbound_payload("count me", sender="14155550123")).encode()
@@ -37,7 +37,7 @@ def test_counts_from_every_worker_are_summed(stack):
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(deliver, range(DELIVERIES))) == [200] * DELIVERIES
 
-    after = requests.get(f"{stack.app_url}/metrics", timeout=10).text
+    after = stack.app_get("/metrics").text
     labels = {"kind": "inbound", "outcome": "stored"}
     assert (
         counter(after, "sms_webhooks_total", **labels)
