@@ -613,15 +613,16 @@ def test_an_invalid_update_is_422_and_changes_nothing(app, client, body, field):
     assert shown == {key: value for key, value in created.items() if key != "secret"}
 
 
-def test_another_keys_subscription_cannot_be_updated(client):
+@pytest.mark.parametrize("change", [{"enabled": False}, {"scope": "all"}])
+def test_another_keys_subscription_cannot_be_updated(client, change):
     created = subscribe(client).get_json()
 
-    response = patch_subscription(client, created["id"], {"enabled": False}, key=OTHER_API_KEY)
+    response = patch_subscription(client, created["id"], change, key=OTHER_API_KEY)
 
     assert response.status_code == 404
-    assert patch_subscription(client, "no-such-id", {"enabled": False}).status_code == 404
+    assert patch_subscription(client, "no-such-id", change).status_code == 404
     shown = client.get(f"/subscriptions/{created['id']}", headers=auth_headers()).get_json()
-    assert shown["enabled"] is True
+    assert shown == {key: value for key, value in created.items() if key != "secret"}
 
 
 @pytest.mark.parametrize("events", [[{}], [["message.status"]]])

@@ -119,8 +119,14 @@ def update_subscription(subscription_id: str):
         allow_private=config.allow_private_event_urls,
     )
     with writing() as connection:
-        _own_subscription(connection, subscription_id)
-        store.update_subscription(connection, g.api_key_id, subscription_id, changes, utcnow())
+        # The update finds the key's own subscription or nothing: another key's id is 404 too.
+        if not (
+            schemas.valid_id(subscription_id)
+            and store.update_subscription(
+                connection, g.api_key_id, subscription_id, changes, utcnow()
+            )
+        ):
+            raise _not_found("subscription")
         row = _own_subscription(connection, subscription_id)
     return jsonify(subscription_json(row))
 

@@ -43,11 +43,16 @@ def run(connection: Connection, sql: str, params: Sequence[Any]):
     try:
         return connection.connection.dbapi_connection.execute(sql, params)
     except dialect.loaded_dbapi.Error as error:
-        if getattr(error, "sqlstate", None) in UNAVAILABLE_SQLSTATES:
-            raise OperationalError(sql, None, error, hide_parameters=True) from error
-        raise DBAPIError.instance(
+        raise unavailable(sql, error) or DBAPIError.instance(
             sql, None, error, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
         ) from error
+
+
+def unavailable(statement: str | None, error: Exception) -> OperationalError | None:
+    """`error` as unavailable (503, retry later) when its SQLSTATE says so, else None."""
+    if getattr(error, "sqlstate", None) not in UNAVAILABLE_SQLSTATES:
+        return None
+    return OperationalError(statement, None, error, hide_parameters=True)
 
 
 _PLACEHOLDERS: dict[str, str] = {}

@@ -102,12 +102,7 @@ def _unavailable_sqlstates(engine: Engine) -> None:
 
     @event.listens_for(engine, "handle_error")
     def _unavailable(context) -> OperationalError | None:
-        original = context.original_exception
-        if getattr(original, "sqlstate", None) not in driver.UNAVAILABLE_SQLSTATES:
-            return None
-        return OperationalError(
-            context.statement, None, original, hide_parameters=True, connection_invalidated=False
-        )
+        return driver.unavailable(context.statement, context.original_exception)
 
 
 def _sqlite_engine(url: str) -> Engine:
